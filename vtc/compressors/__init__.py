@@ -1,0 +1,24 @@
+"""Compressors: one interface (`Compressor`), one registry (`create_compressor`, `list_compressors`).
+
+Importing this package registers every built-in method; each lives in its own module.
+"""
+
+from vtc.compressors import none
+from vtc.compressors.base import (
+    CompressedTokens,
+    Compressor,
+    compressor_class,
+    create_compressor,
+    list_compressors,
+    register_compressor,
+)
+
+__all__ = [
+    "CompressedTokens",
+    "Compressor",
+    "compressor_class",
+    "create_compressor",
+    "list_compressors",
+    "none",
+    "register_compressor",
+]

@@ -1,0 +1,247 @@
+"""The one compressor interface: `Compressor`, `CompressedTokens`, and the registry.
+
+Every compressor maps visual tokens `[B, T, N, D]` (batch, frames, tokens per frame, channels) to a flat,
+time-ordered sequence `[B, L, D]` with a validity mask, the source frame of every token and its timestamp.
+Subclasses implement `compress` on inputs that `forward` has already validated, and `num_output_tokens`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class CompressedTokens:
+    """What every compressor returns.
+
+    Attributes:
+        tokens: `[B, L, D]` compressed tokens in time order; rows are right-padded when videos differ in L.
+        mask: `[B, L]` bool, True for valid tokens.
+        frame_index: `[B, L]` long, source frame of each token, -1 where a token is not tied to one frame
+            (and for padding).
+        timestamps: `[B, L]` float seconds of each token (0 for padding).
+        scores: optional `[B, L]` per-token saliency the compressor used to select.
+        aux: method-specific extras for plots and analysis (selected frames, delta-time, ...).
+    """
+
+    tokens: Tensor
+    mask: Tensor
+    frame_index: Tensor
+    timestamps: Tensor
+    scores: Tensor | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_tokens(self) -> Tensor:
+        """`[B]` number of valid tokens per video."""
+        return self.mask.sum(dim=1)
+
+
+class Compressor(nn.Module):
+    """Base class: validates inputs, stores its config as plain data, saves and loads itself.
+
+    Subclasses call `super().__init__(dim=dim, **their_config)` with every constructor argument (JSON-serialisable),
+    and implement `compress` and `num_output_tokens`.
+    """
+
+    registry_name: ClassVar[str] = ""
+
+    def __init__(self, dim: int, **config: Any) -> None:
+        super().__init__()
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.dim = dim
+        self.config: dict[str, Any] = {"dim": dim, **config}
+
+    def forward(
+        self, tokens: Tensor, timestamps: Tensor | None = None, frame_mask: Tensor | None = None
+    ) -> CompressedTokens:
+        """Compress a batch of videos.
+
+        Args:
+            tokens: `[B, T, N, D]` visual tokens, D = `self.dim`.
+            timestamps: `[B, T]` frame times in seconds; frame indices (0, 1, ...) when None.
+            frame_mask: `[B, T]` bool, False for padded frames (never selected, never averaged in); all True when None.
+
+        Returns:
+            `CompressedTokens` with `tokens [B, L, D]`, `L <= num_output_tokens(T, N)`.
+        """
+        timestamps, frame_mask = validate_inputs(tokens, self.dim, timestamps, frame_mask)
+        return self.compress(tokens, timestamps, frame_mask)
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """Compress validated inputs (`[B, T, N, D]`, `[B, T]` float, `[B, T]` bool)."""
+        raise NotImplementedError
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        """Maximum number of output tokens L for one video, without running the model."""
+        raise NotImplementedError
+
+    # Streaming (unbounded video, memory constant in the number of frames): implemented by causal compressors.
+    supports_streaming: ClassVar[bool] = False
+
+    def init_state(self, batch_size: int, device: torch.device | None = None) -> Any:
+        """Initial streaming state for `batch_size` videos."""
+        raise NotImplementedError(f"{type(self).__name__} does not support streaming (it looks at future frames)")
+
+    def step_frame(self, frame_tokens: Tensor, timestamp: Tensor, state: Any) -> tuple[CompressedTokens, Any]:
+        """Compress one more frame `[B, N, D]` at `timestamp [B]`; returns that frame's output and the new state."""
+        raise NotImplementedError(f"{type(self).__name__} does not support streaming (it looks at future frames)")
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write `config.json` (registry name + config) and `model.safetensors`, each atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"compressor": self.registry_name, "config": self.config}
+        atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True))
+        state = {name: tensor.detach().contiguous() for name, tensor in self.state_dict().items()}
+        atomic_save_safetensors(state, directory / WEIGHTS_NAME)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> Compressor:
+        """Rebuild a compressor saved with `save_pretrained` (strict weight loading)."""
+        directory = Path(directory)
+        saved = json.loads((directory / CONFIG_NAME).read_text())
+        model = create_compressor(saved["compressor"], **{**saved["config"], **overrides})
+        if not isinstance(model, cls):
+            raise TypeError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}")
+        weights = directory / WEIGHTS_NAME
+        if weights.exists():
+            model.load_state_dict(load_file(str(weights)), strict=True)
+        return model
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.config.items())
+
+
+def validate_inputs(
+    tokens: Tensor, dim: int, timestamps: Tensor | None, frame_mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Check `tokens [B, T, N, D]`, `timestamps [B, T]`, `frame_mask [B, T]`; fill the defaults.
+
+    Raises `ValueError` naming the expected and received shapes for any wrong rank or size, an empty video,
+    or non-finite values.
+    """
+    if not isinstance(tokens, Tensor):
+        raise TypeError(f"tokens must be a torch.Tensor [B, T, N, D], got {type(tokens).__name__}")
+    if tokens.dim() != 4:
+        raise ValueError(f"tokens must be [B, T, N, D={dim}], got shape {tuple(tokens.shape)}")
+    batch, frames, per_frame, channels = tokens.shape
+    if channels != dim:
+        raise ValueError(f"tokens must be [B, T, N, D={dim}], got D={channels} (shape {tuple(tokens.shape)})")
+    if batch == 0 or frames == 0 or per_frame == 0:
+        raise ValueError(f"tokens must be non-empty [B>0, T>0, N>0, D], got shape {tuple(tokens.shape)}")
+    if not tokens.is_floating_point():
+        raise ValueError(f"tokens must be a floating-point tensor, got {tokens.dtype}")
+    if not torch.isfinite(tokens).all():
+        raise ValueError("tokens contain NaN or Inf")
+    if timestamps is None:
+        timestamps = torch.arange(frames, device=tokens.device, dtype=torch.float32).expand(batch, frames)
+    else:
+        if tuple(timestamps.shape) != (batch, frames):
+            raise ValueError(f"timestamps must be [B={batch}, T={frames}], got shape {tuple(timestamps.shape)}")
+        if not torch.isfinite(timestamps).all():
+            raise ValueError("timestamps contain NaN or Inf")
+        timestamps = timestamps.to(device=tokens.device, dtype=torch.float32)
+    if frame_mask is None:
+        frame_mask = torch.ones(batch, frames, dtype=torch.bool, device=tokens.device)
+    else:
+        if tuple(frame_mask.shape) != (batch, frames):
+            raise ValueError(f"frame_mask must be [B={batch}, T={frames}], got shape {tuple(frame_mask.shape)}")
+        frame_mask = frame_mask.to(device=tokens.device, dtype=torch.bool)
+        if not frame_mask.any(dim=1).all():
+            raise ValueError("every video needs at least one valid frame (a frame_mask row is all False)")
+    return timestamps, frame_mask
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and an atomic rename."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(text)
+        temporary = Path(handle.name)
+    os.replace(temporary, path)
+
+
+def atomic_save_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file` through a temporary file and an atomic rename."""
+    handle, name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(tensors, name, metadata=metadata)
+        os.replace(name, path)
+    finally:
+        if os.path.exists(name):
+            os.unlink(name)
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, tuple[type[Compressor], dict[str, Any]]] = {}
+
+
+def register_compressor(
+    name: str, **preset: Any
+) -> Callable[[type[Compressor]], type[Compressor]]:
+    """Class decorator: register `cls` under `name`, optionally as a preset (default config overrides)."""
+
+    def decorator(cls: type[Compressor]) -> type[Compressor]:
+        if name in _REGISTRY:
+            raise ValueError(f"compressor {name!r} is already registered")
+        if not preset:
+            cls.registry_name = name
+        _REGISTRY[name] = (cls, preset)
+        return cls
+
+    return decorator
+
+
+def create_compressor(name: str, **config: Any) -> Compressor:
+    """Build the compressor registered as `name`; `config` overrides its (or its preset's) defaults."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown compressor {name!r}; registered: {', '.join(list_compressors())}")
+    cls, preset = _REGISTRY[name]
+    return cls(**{**preset, **config})
+
+
+def list_compressors() -> list[str]:
+    """Names of all registered compressors, sorted."""
+    return sorted(_REGISTRY)
+
+
+def compressor_class(name: str) -> type[Compressor]:
+    """The class registered as `name`."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown compressor {name!r}; registered: {', '.join(list_compressors())}")
+    return _REGISTRY[name][0]
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    """Integer ceiling division."""
+    return -(-numerator // denominator)
+
+
+def square_grid(tokens_per_frame: int, grid: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The `(height, width)` patch grid of a frame: `grid` when given, else the square root of N."""
+    if grid is not None:
+        height, width = grid
+        if height * width != tokens_per_frame:
+            raise ValueError(f"grid {grid} has {height * width} cells but frames have N={tokens_per_frame} tokens")
+        return height, width
+    side = math.isqrt(tokens_per_frame)
+    if side * side != tokens_per_frame:
+        raise ValueError(f"N={tokens_per_frame} tokens per frame is not a square grid; pass grid=(height, width)")
+    return side, side
