@@ -1,0 +1,264 @@
+"""Frozen Hugging Face vision encoders loaded from a local folder: BLIP-2 (ViT + Q-Former), CLIP and SigLIP.
+
+Weights are read with `from_pretrained(path, local_files_only=True)`, never from a hub id. Frames are resized
+and normalised in torch with the folder's image-processor settings when present, and
+encoded in chunks of `chunk_size` frames so memory stays bounded for long videos.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vtc.encoders.base import VisionEncoder
+
+PREPROCESSOR_NAME = "preprocessor_config.json"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+HALF = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Resize target and normalisation of an image processor."""
+
+    size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    rescale_factor: float = 1 / 255
+
+
+def read_image_settings(
+    path: str | os.PathLike, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> ImageSettings:
+    """Image settings from `path/preprocessor_config.json`, falling back to `image_size`, `mean` and `std`.
+
+    `size` may be `{"height", "width"}`, `{"shortest_edge"}` (a square, as CLIP's centre crop ends) or an int.
+    """
+    file = Path(path) / PREPROCESSOR_NAME
+    saved: dict[str, Any] = json.loads(file.read_text()) if file.exists() else {}
+    crop = saved.get("crop_size") if saved.get("do_center_crop") else None
+    size = crop or saved.get("size", image_size)
+    if isinstance(size, dict):
+        edge = size.get("shortest_edge", image_size)
+        size = (size.get("height", edge), size.get("width", edge))
+    elif isinstance(size, int):
+        size = (size, size)
+    return ImageSettings(
+        size=(int(size[0]), int(size[1])),
+        mean=tuple(saved.get("image_mean", mean)),
+        std=tuple(saved.get("image_std", std)),
+        rescale_factor=float(saved.get("rescale_factor", 1 / 255)),
+    )
+
+
+def check_frames(frames: Tensor) -> None:
+    """Raise `ValueError` unless `frames` is a non-empty uint8 `[T, H, W, 3]` tensor."""
+    if not isinstance(frames, Tensor):
+        raise TypeError(f"frames must be a uint8 torch.Tensor [T, H, W, 3], got {type(frames).__name__}")
+    if frames.dim() != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [T, H, W, 3], got shape {tuple(frames.shape)}")
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8 RGB, got {frames.dtype}")
+    if frames.shape[0] == 0 or frames.shape[1] == 0 or frames.shape[2] == 0:
+        raise ValueError(f"frames must be non-empty [T>0, H>0, W>0, 3], got shape {tuple(frames.shape)}")
+
+
+def preprocess_frames(frames: Tensor, settings: ImageSettings, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 `[T, H, W, 3]` -> normalised `[T, 3, h, w]` (bicubic, antialiased resize to `settings.size`)."""
+    pixels = frames.permute(0, 3, 1, 2).float()
+    if tuple(pixels.shape[-2:]) != settings.size:
+        pixels = F.interpolate(
+            pixels, size=settings.size, mode="bicubic", antialias=True, align_corners=False
+        )
+        pixels = pixels.clamp(0, 255)
+    mean = torch.tensor(settings.mean, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(settings.std, device=pixels.device).view(1, 3, 1, 1)
+    return ((pixels * settings.rescale_factor - mean) / std).to(dtype)
+
+
+def quantization_kwargs(load_in_4bit: bool) -> dict[str, Any]:
+    """`from_pretrained` arguments for optional 4-bit (NF4) loading with `bitsandbytes` (`quant` extra)."""
+    if not load_in_4bit:
+        return {}
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise ImportError("load_in_4bit=True needs bitsandbytes: pip install 'vtc[quant]'") from error
+    from transformers import BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    return {"quantization_config": config, "device_map": {"": 0 if torch.cuda.is_available() else "cpu"}}
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Put `module` in eval mode with every parameter frozen."""
+    module.requires_grad_(False)
+    return module.eval()
+
+
+class HFVisionEncoder(VisionEncoder):
+    """A frozen vision tower: frames are preprocessed in torch and encoded `chunk_size` at a time.
+
+    Subclasses implement `encode_pixels` (`[t, 3, h, w]` -> `[t, N, D]`).
+    """
+
+    def __init__(
+        self, settings: ImageSettings, output_dim: int, tokens_per_frame: int, chunk_size: int
+    ) -> None:
+        super().__init__()
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.settings = settings
+        self.output_dim = output_dim
+        self.tokens_per_frame = tokens_per_frame
+        self.chunk_size = chunk_size
+
+    def train(self, mode: bool = True) -> HFVisionEncoder:
+        """Frozen: always stays in eval mode."""
+        return super().train(False)
+
+    def encode_pixels(self, pixels: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode(self, frames: Tensor) -> Tensor:
+        """uint8 `[T, H, W, 3]` -> float `[T, N, D]` (`N = tokens_per_frame`, `D = output_dim`)."""
+        check_frames(frames)
+        parameter = next(self.parameters())
+        device = parameter.device
+        dtype = parameter.dtype if parameter.is_floating_point() else torch.float32
+        chunks = [
+            self.encode_pixels(preprocess_frames(chunk.to(device), self.settings, dtype)).float()
+            for chunk in frames.split(self.chunk_size)
+        ]
+        return torch.cat(chunks)
+
+
+class CLIPVisionEncoder(HFVisionEncoder):
+    """CLIP vision tower: patch tokens of layer `feature_layer` (class token dropped), `[T, (S/P)^2, D]`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        chunk_size: int = 32,
+        feature_layer: int = -1,
+        load_in_4bit: bool = False,
+    ) -> None:
+        from transformers import CLIPVisionModel
+
+        model = CLIPVisionModel.from_pretrained(
+            path, local_files_only=True, **quantization_kwargs(load_in_4bit)
+        )
+        config = model.config
+        settings = read_image_settings(path, config.image_size, CLIP_MEAN, CLIP_STD)
+        patches = (settings.size[0] // config.patch_size) * (settings.size[1] // config.patch_size)
+        super().__init__(settings, config.hidden_size, patches, chunk_size)
+        self.model = freeze(model)
+        self.feature_layer = feature_layer
+
+    def encode_pixels(self, pixels: Tensor) -> Tensor:
+        if self.feature_layer == -1:
+            return self.model(pixel_values=pixels).last_hidden_state[:, 1:]
+        hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
+        return hidden[self.feature_layer][:, 1:]
+
+
+class SiglipVisionEncoder(HFVisionEncoder):
+    """SigLIP vision tower (no class token): all patch tokens of the last layer, `[T, (S/P)^2, D]`."""
+
+    def __init__(self, path: str | os.PathLike, chunk_size: int = 32, load_in_4bit: bool = False) -> None:
+        from transformers import SiglipVisionModel
+
+        model = SiglipVisionModel.from_pretrained(
+            path, local_files_only=True, **quantization_kwargs(load_in_4bit)
+        )
+        config = model.config
+        settings = read_image_settings(path, config.image_size, HALF, HALF)
+        patches = (settings.size[0] // config.patch_size) * (settings.size[1] // config.patch_size)
+        super().__init__(settings, config.hidden_size, patches, chunk_size)
+        self.model = freeze(model)
+
+    def encode_pixels(self, pixels: Tensor) -> Tensor:
+        return self.model(pixel_values=pixels).last_hidden_state
+
+
+class Blip2VisionEncoder(HFVisionEncoder):
+    """BLIP-2 ViT + Q-Former: `output="qformer"` gives `[T, Q=32, D_qformer]` query tokens (STAC's input),
+    `output="patches"` the ViT patch tokens `[T, (S/P)^2, D_vit]` (class token dropped).
+
+    Build it from a folder (`from_pretrained`) or around an already loaded `Blip2ForConditionalGeneration`
+    (`from_blip2`, sharing its modules with the language model).
+    """
+
+    def __init__(
+        self,
+        vision_model: nn.Module,
+        qformer: nn.Module,
+        query_tokens: nn.Parameter,
+        settings: ImageSettings,
+        output: str = "qformer",
+        chunk_size: int = 32,
+    ) -> None:
+        if output not in ("qformer", "patches"):
+            raise ValueError(f"output must be 'qformer' or 'patches', got {output!r}")
+        vision_config = vision_model.config
+        if output == "qformer":
+            dim, tokens = query_tokens.shape[-1], query_tokens.shape[-2]
+        else:
+            dim = vision_config.hidden_size
+            tokens = (settings.size[0] // vision_config.patch_size) * (
+                settings.size[1] // vision_config.patch_size
+            )
+        super().__init__(settings, dim, tokens, chunk_size)
+        self.vision_model = freeze(vision_model)
+        self.qformer = freeze(qformer)
+        self.query_tokens = query_tokens
+        self.query_tokens.requires_grad_(False)
+        self.output = output
+
+    @classmethod
+    def from_blip2(
+        cls, model: nn.Module, path: str | os.PathLike, output: str = "qformer", chunk_size: int = 32
+    ) -> Blip2VisionEncoder:
+        """Wrap the vision side of a loaded `Blip2ForConditionalGeneration` (image settings from `path`)."""
+        settings = read_image_settings(path, model.config.vision_config.image_size, CLIP_MEAN, CLIP_STD)
+        return cls(model.vision_model, model.qformer, model.query_tokens, settings, output, chunk_size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        output: str = "qformer",
+        chunk_size: int = 32,
+        load_in_4bit: bool = False,
+    ) -> Blip2VisionEncoder:
+        """Load a BLIP-2 folder and keep only its vision side (the language model is dropped)."""
+        from transformers import Blip2ForConditionalGeneration
+
+        model = Blip2ForConditionalGeneration.from_pretrained(
+            path, local_files_only=True, **quantization_kwargs(load_in_4bit)
+        )
+        return cls.from_blip2(model, path, output, chunk_size)
+
+    def encode_pixels(self, pixels: Tensor) -> Tensor:
+        image_embeds = self.vision_model(pixel_values=pixels).last_hidden_state
+        if self.output == "patches":
+            return image_embeds[:, 1:]
+        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+        query = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        return self.qformer(
+            query_embeds=query, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask
+        ).last_hidden_state
