@@ -1,0 +1,178 @@
+"""`vtc.video.load_video` on the shared real videos and on synthetic files written with PyAV."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from vtc.video import VideoDecodeError, load_video
+
+VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+REAL_VIDEOS = sorted(VIDEOS.glob("*")) if VIDEOS.is_dir() else []
+
+
+def needs_real_videos() -> None:
+    if not REAL_VIDEOS:
+        pytest.skip(f"shared videos not found at {VIDEOS} (the ../shared/data folder is absent)")
+
+
+def write_video(
+    path: Path, images: list[np.ndarray], times_ms: list[int], rotation: int | None = None
+) -> Path:
+    """Encode RGB `images` [H, W, 3] with H.264 at the given presentation times (milliseconds)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=1000)
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        ends_ms = [
+            *times_ms[1:],
+            2 * times_ms[-1] - times_ms[-2],
+        ]  # the last frame lasts as long as the one before
+        for image, time_ms, end_ms in zip(images, times_ms, ends_ms, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base, frame.duration = time_ms, Fraction(1, 1000), end_ms - time_ms
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def gray(level: int, height: int = 32, width: int = 32) -> np.ndarray:
+    return np.full((height, width, 3), level, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("num_frames", [1, 8, 16])
+def test_real_videos_decode_to_the_asked_frame_count(num_frames: int) -> None:
+    needs_real_videos()
+    for path in REAL_VIDEOS:
+        clip = load_video(path, num_frames=num_frames)
+        assert clip.frames.shape[0] == num_frames, path.name
+        assert clip.frames.dtype == torch.uint8 and clip.frames.shape[-1] == 3
+        assert clip.timestamps.shape == (num_frames,)
+        assert (clip.timestamps >= 0).all() and (clip.timestamps <= clip.duration).all(), path.name
+        assert (clip.timestamps.diff() >= 0).all(), path.name
+        assert clip.duration > 0 and clip.fps > 0
+
+
+def test_webm_without_header_duration_gets_its_duration_from_timestamps() -> None:
+    needs_real_videos()
+    path = VIDEOS / "imageio_test.webm"
+    with av.open(str(path)) as container:
+        assert container.duration is None and container.streams.video[0].duration is None
+    clip = load_video(path, num_frames=6)
+    all_frames = load_video(path)
+    assert 2.5 < clip.duration < 4.0
+    assert all_frames.frames.shape[0] == 94
+    assert clip.timestamps[-1] > 0.8 * clip.duration  # the last segment's middle lies near the end
+
+
+def test_more_frames_than_the_video_has_repeat_in_order() -> None:
+    needs_real_videos()
+    clip = load_video(VIDEOS / "decord_video_0.mov", num_frames=10)
+    assert clip.frames.shape[0] == 10
+    assert (clip.timestamps.diff() >= 0).all()
+    assert len(set(clip.timestamps.tolist())) == 3  # only 3 distinct frames exist
+    assert torch.equal(clip.frames[0], clip.frames[1])
+
+
+def test_segment_middles_sample_the_shown_frame(tmp_path: Path) -> None:
+    path = write_video(
+        tmp_path / "steady.mp4", [gray(10 * i) for i in range(20)], [100 * i for i in range(20)]
+    )
+    clip = load_video(path, num_frames=4)
+    assert clip.duration == pytest.approx(2.0)
+    # Segment middles 0.25, 0.75, 1.25, 1.75 s are shown by the frames starting at 0.2, 0.7, 1.2, 1.7 s.
+    assert clip.timestamps.tolist() == pytest.approx([0.2, 0.7, 1.2, 1.7])
+    levels = clip.frames.float().mean(dim=(1, 2, 3))
+    assert levels.tolist() == pytest.approx([20, 70, 120, 170], abs=3)
+
+
+def test_variable_frame_rate_follows_presentation_timestamps(tmp_path: Path) -> None:
+    times = [0, 100, 200, 300, 1000, 2000, 3000, 3100]  # 10 fps, then 1 fps, then 10 fps
+    path = write_video(tmp_path / "vfr.mkv", [gray(30 * i) for i in range(len(times))], times)
+    clip = load_video(path, num_frames=5)
+    assert clip.duration == pytest.approx(3.2, abs=1e-3)  # the last frame lasts the median interval
+    # Segment middles 0.32, 0.96, 1.6, 2.24, 2.88 s are shown by the frames starting at 0.3, 0.3, 1, 2, 2 s.
+    assert clip.timestamps.tolist() == pytest.approx([0.3, 0.3, 1.0, 2.0, 2.0], abs=1e-3)
+    assert clip.frames.float().mean(dim=(1, 2, 3)).tolist() == pytest.approx([90, 90, 120, 150, 150], abs=3)
+
+
+def test_fps_cap_never_repeats_a_frame(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "ten.mp4", [gray(20 * i) for i in range(10)], [100 * i for i in range(10)])
+    assert load_video(path, fps=2).timestamps.tolist() == pytest.approx([0.2, 0.7])
+    assert load_video(path, fps=1000).frames.shape[0] == 10
+
+
+def test_start_end_and_size(tmp_path: Path) -> None:
+    images = [gray(20 * i, height=30, width=60) for i in range(10)]
+    path = write_video(tmp_path / "ten.mp4", images, [100 * i for i in range(10)])
+    clip = load_video(path, start=0.5, end=0.9, size=16)
+    assert clip.timestamps.tolist() == pytest.approx([0.5, 0.6, 0.7, 0.8])
+    assert clip.frames.shape == (4, 16, 32, 3)
+    assert load_video(path, num_frames=2, size=(8, 12)).frames.shape == (2, 8, 12, 3)
+    with pytest.raises(ValueError, match="start < end"):
+        load_video(path, start=2.0)
+
+
+def test_rotation_metadata_is_applied(tmp_path: Path) -> None:
+    image = np.zeros((32, 64, 3), dtype=np.uint8)
+    image[:, :32, 0] = 255  # left half red
+    image[:, 32:, 2] = 255  # right half blue
+    path = write_video(tmp_path / "rotated.mp4", [image] * 4, [0, 100, 200, 300], rotation=90)
+    frames = load_video(path, num_frames=2).frames.int()
+    assert frames.shape == (2, 64, 32, 3)
+    # A 90° counter-clockwise turn brings the right (blue) half to the top.
+    assert frames[0, :28, :, 2].float().mean() > 200 and frames[0, :28, :, 0].float().mean() < 50
+    assert frames[0, 36:, :, 0].float().mean() > 200 and frames[0, 36:, :, 2].float().mean() < 50
+
+
+def test_truncated_file_gives_decodable_frames_and_a_warning(tmp_path: Path) -> None:
+    needs_real_videos()
+    data = (VIDEOS / "decord_flipping_a_pancake.mkv").read_bytes()
+    path = tmp_path / "truncated.mkv"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match=r"truncated: only \d+\.\d+ s of the 10\.33 s"):
+        clip = load_video(path, num_frames=8)
+    assert clip.frames.shape[0] == 8
+    assert 1.0 < clip.duration < 9.0
+    assert (clip.timestamps <= clip.duration).all()
+
+
+def test_audio_only_file_is_a_decode_error(tmp_path: Path) -> None:
+    path = tmp_path / "tone.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with pytest.raises(VideoDecodeError, match=r"tone\.m4a.*no video stream \(streams: audio\)"):
+        load_video(path, num_frames=4)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [("empty.mp4", b"", "empty"), ("notes.mp4", b"just some text\n" * 20, "not a readable media file")],
+)
+def test_non_videos_are_decode_errors(tmp_path: Path, name: str, content: bytes, reason: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(VideoDecodeError, match=reason) as error:
+        load_video(path, num_frames=4)
+    assert name in str(error.value) and isinstance(error.value, ValueError)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(FileNotFoundError):
+        load_video("/nonexistent/video.mp4")
+    with pytest.raises(ValueError, match="not both"):
+        load_video("/nonexistent/video.mp4", num_frames=4, fps=1.0)
+    with pytest.raises(ValueError, match="num_frames"):
+        load_video("/nonexistent/video.mp4", num_frames=0)
