@@ -3,7 +3,7 @@
 Importing this package registers every built-in method; each lives in its own module.
 """
 
-from vtc.compressors import none
+from vtc.compressors import cabstractor, none, pooling, resampler, tokenlearner, tome
 from vtc.compressors.base import (
     CompressedTokens,
     Compressor,
@@ -16,9 +16,14 @@ from vtc.compressors.base import (
 __all__ = [
     "CompressedTokens",
     "Compressor",
+    "cabstractor",
     "compressor_class",
     "create_compressor",
     "list_compressors",
     "none",
+    "pooling",
     "register_compressor",
+    "resampler",
+    "tokenlearner",
+    "tome",
 ]

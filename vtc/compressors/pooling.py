@@ -1,0 +1,153 @@
+"""MambaMia's pooling baselines: `"avgpool2d"`, `"bilinear"`, `"avgpool3d"`, and `"frame-mean"`.
+
+All are parameter-free. Spatial ones need the frame's patch grid: square N, or `grid=(height, width)`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor, square_grid
+from vtc.compressors.ops import gather_rows, per_frame_output
+
+
+def to_grid(tokens: Tensor, grid: tuple[int, int] | None) -> Tensor:
+    """`[B, T, N, D]` -> `[B * T, D, H, W]` (row-major patch order)."""
+    batch, frames, count, channels = tokens.shape
+    height, width = square_grid(count, grid)
+    return tokens.reshape(batch * frames, height, width, channels).permute(0, 3, 1, 2)
+
+
+def from_grid(grid: Tensor, batch: int) -> Tensor:
+    """`[B * T, D, H, W]` -> `[B, T, H * W, D]`."""
+    return grid.flatten(2).transpose(1, 2).reshape(batch, -1, grid.shape[2] * grid.shape[3], grid.shape[1])
+
+
+def as_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """`k` -> `(k, k)`; pairs pass through (lists from JSON configs become tuples)."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(f"expected a positive int or (height, width) pair, got {value!r}")
+    return pair
+
+
+def optional_grid(grid: tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    return None if grid is None else as_pair(grid)
+
+
+@register_compressor("avgpool2d")
+class AvgPool2d(Compressor):
+    """Per-frame average pooling with a `pool x pool` window and stride on the patch grid.
+
+    Edges that do not fill a window are pooled over the cells they have (ceil mode), so no patch is dropped.
+    """
+
+    def __init__(
+        self, dim: int, pool: int | tuple[int, int] = 2, grid: tuple[int, int] | None = None
+    ) -> None:
+        super().__init__(dim=dim, pool=pool, grid=grid)
+        self.pool = as_pair(pool)
+        self.grid = optional_grid(grid)
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """`[B, T, H*W, D]` -> `[B, T * ceil(H/p) * ceil(W/p), D]`."""
+        pooled = F.avg_pool2d(to_grid(tokens, self.grid), self.pool, self.pool, ceil_mode=True)
+        return per_frame_output(from_grid(pooled, tokens.shape[0]), timestamps, frame_mask)
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        height, width = square_grid(tokens_per_frame, self.grid)
+        return num_frames * ceil_div(height, self.pool[0]) * ceil_div(width, self.pool[1])
+
+
+@register_compressor("bilinear")
+class Bilinear(Compressor):
+    """Per-frame bilinear resize of the patch grid to `size` (half-pixel centres, no anti-aliasing)."""
+
+    def __init__(
+        self, dim: int, size: int | tuple[int, int] = 4, grid: tuple[int, int] | None = None
+    ) -> None:
+        super().__init__(dim=dim, size=size, grid=grid)
+        self.size = as_pair(size)
+        self.grid = optional_grid(grid)
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """`[B, T, H*W, D]` -> `[B, T * size_h * size_w, D]`."""
+        resized = F.interpolate(
+            to_grid(tokens, self.grid), size=self.size, mode="bilinear", align_corners=False
+        )
+        return per_frame_output(from_grid(resized, tokens.shape[0]), timestamps, frame_mask)
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        square_grid(tokens_per_frame, self.grid)
+        return num_frames * self.size[0] * self.size[1]
+
+
+@register_compressor("avgpool3d")
+class AvgPool3d(Compressor):
+    """Average pooling over `temporal_pool` consecutive valid frames and a `pool x pool` spatial window.
+
+    Padded frames are removed before pooling (valid frames move to the front, in order), so a window never
+    averages padding; the last window may hold fewer frames. A pooled token's `frame_index` is the first frame
+    of its window and its timestamp the mean time of the window's frames.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        temporal_pool: int = 2,
+        pool: int | tuple[int, int] = 2,
+        grid: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(dim=dim, temporal_pool=temporal_pool, pool=pool, grid=grid)
+        if temporal_pool < 1:
+            raise ValueError(f"temporal_pool must be >= 1, got {temporal_pool}")
+        self.temporal_pool = temporal_pool
+        self.pool = as_pair(pool)
+        self.grid = optional_grid(grid)
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """`[B, T, H*W, D]` -> `[B, ceil(T/tp) * ceil(H/p) * ceil(W/p), D]`."""
+        batch, frames, _, _ = tokens.shape
+        order = torch.argsort((~frame_mask).to(torch.int8), dim=1, stable=True)
+        valid = frame_mask.gather(1, order)
+        windows = ceil_div(frames, self.temporal_pool)
+        padded_frames = windows * self.temporal_pool - frames
+        weights = F.pad(valid.to(tokens.dtype), (0, padded_frames)).reshape(
+            batch, windows, self.temporal_pool
+        )
+        packed = F.pad(gather_rows(tokens, order), (0, 0, 0, 0, 0, padded_frames))
+        packed = packed.reshape(batch, windows, self.temporal_pool, *tokens.shape[2:])
+        frame_sum = (packed * weights[..., None, None]).sum(dim=2)
+        count = weights.sum(dim=2)
+        window_mean = frame_sum / count.clamp_min(1)[..., None, None]
+        pooled = F.avg_pool2d(to_grid(window_mean, self.grid), self.pool, self.pool, ceil_mode=True)
+        window_times = F.pad(timestamps.gather(1, order), (0, padded_frames)).reshape(weights.shape) * weights
+        window_times = window_times.sum(dim=2) / count.clamp_min(1)
+        output = per_frame_output(from_grid(pooled, batch), window_times, count > 0)
+        first_frame = order[:, :: self.temporal_pool]
+        output.frame_index = first_frame.gather(1, output.frame_index.clamp_min(0)).masked_fill(
+            ~output.mask, -1
+        )
+        return output
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        height, width = square_grid(tokens_per_frame, self.grid)
+        spatial = ceil_div(height, self.pool[0]) * ceil_div(width, self.pool[1])
+        return ceil_div(num_frames, self.temporal_pool) * spatial
+
+
+@register_compressor("frame-mean")
+class FrameMean(Compressor):
+    """One token per frame, the mean of its N tokens (Mr. BLIP's frame aggregation)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim=dim)
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """`[B, T, N, D]` -> `[B, T, D]`."""
+        return per_frame_output(tokens.mean(dim=2, keepdim=True), timestamps, frame_mask)
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        return num_frames

@@ -1,0 +1,257 @@
+"""`"tome"`: Token Merging (Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023), in time order.
+
+`merge_tokens` is bipartite soft matching (Sec. 3, Fig. 1 of the paper) with one change that moment retrieval
+needs: the reference code returns `[unmerged A tokens, B tokens]`, i.e. similarity order; here every surviving
+token keeps its position, so the output stays in time order. `patch_vision_encoder` applies ToMe inside a
+Hugging Face ViT (BLIP-2, CLIP, SigLIP vision towers) with proportional attention (Eq. 1), as STAC applied
+ToMe to BLIP-2.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.ops import gather_rows, per_frame_output
+
+
+def merge_tokens(
+    x: Tensor, r: int, metric: Tensor | None = None, size: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Merge `r` tokens of `x` by bipartite soft matching, keeping the survivors in their original order.
+
+    Args:
+        x: `[B, N, D]` tokens.
+        r: how many tokens to remove; capped at `N // 2` (the size of set B).
+        metric: `[B, N, C]` features compared by cosine similarity (ToMe: the attention keys); `x` when None.
+        size: `[B, N, 1]` how many original tokens each row already stands for; ones when None.
+
+    Returns:
+        `(merged [B, N - r, D], size [B, N - r, 1], index [B, N])`: `index[b, n]` is the output row that input
+        row n went into; sizes add up, merged rows are size-weighted averages.
+    """
+    if x.dim() != 3:
+        raise ValueError(f"x must be [B, N, D], got shape {tuple(x.shape)}")
+    batch, count, _ = x.shape
+    metric = x if metric is None else metric
+    if metric.shape[:2] != x.shape[:2] or metric.dim() != 3:
+        raise ValueError(f"metric must be [B={batch}, N={count}, C], got shape {tuple(metric.shape)}")
+    size = x.new_ones(batch, count, 1) if size is None else size
+    if tuple(size.shape) != (batch, count, 1):
+        raise ValueError(f"size must be [B={batch}, N={count}, 1], got shape {tuple(size.shape)}")
+    r = max(0, min(r, count // 2))
+    positions = torch.arange(count, device=x.device).expand(batch, count)
+    if r == 0:
+        return x, size, positions.clone()
+
+    with torch.no_grad():
+        # Sec. 3 "Bipartite Soft Matching": A = even positions, B = odd positions, cosine similarity.
+        normalized = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        scores = normalized[:, ::2] @ normalized[:, 1::2].transpose(1, 2)
+        best_score, best_match = scores.max(dim=-1)
+        merged_a = best_score.argsort(dim=-1, descending=True)[:, :r]
+        source = 2 * merged_a
+        target = 2 * best_match.gather(1, merged_a) + 1
+        destination = positions.scatter(1, source, target)
+        survives = torch.ones(batch, count, dtype=torch.bool, device=x.device).scatter(1, source, False)
+        output_slot = survives.long().cumsum(dim=1) - 1
+        index = output_slot.gather(1, destination)
+
+    # Merge by size-weighted average ("sizes add"), Sec. 3 "Tracking size".
+    merged_size = size.new_zeros(batch, count - r, 1).scatter_add(1, index.unsqueeze(-1), size)
+    channel_index = index.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+    weighted = x.new_zeros(batch, count - r, x.shape[-1]).scatter_add(1, channel_index, x * size.to(x.dtype))
+    return weighted / merged_size.to(x.dtype), merged_size, index
+
+
+def merge_steps(current: int, target: int) -> list[int]:
+    """The `r` of each matching step taking `current` tokens down to `target` (each at most half of them)."""
+    steps = []
+    while current > target:
+        r = min(current - target, current // 2)
+        steps.append(r)
+        current -= r
+    return steps
+
+
+def merge_to(x: Tensor, target: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Merge `x [B, N, D]` in steps down to `target` tokens.
+
+    Returns `(merged [B, target', D], size [B, target', 1], index [B, N])`, `target' = min(target, N)`, with
+    `index` mapping each input row to its output row through all steps.
+    """
+    size = None
+    index = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+    for r in merge_steps(x.shape[1], target):
+        x, size, step_index = merge_tokens(x, r, size=size)
+        index = step_index.gather(1, index)
+    if size is None:
+        size = x.new_ones(*x.shape[:2], 1)
+    return x, size, index
+
+
+@register_compressor("tome")
+class ToMe(Compressor):
+    """Token Merging of a clip's tokens (or each frame's), with no parameters.
+
+    `scope="clip"` merges the `T * N` tokens of each video's valid frames down to `num_tokens`; a merged
+    token's `frame_index` and timestamp are those of its earliest source frame, and the output is ordered by
+    each token's earliest source position (merging across frames can pull a token's earliest source before its
+    neighbours'), so `frame_index` never decreases. `scope="frame"` merges each frame's `N` tokens down to
+    `num_tokens`. `aux["size"]` holds how many input tokens each output token averages.
+    """
+
+    def __init__(self, dim: int, num_tokens: int = 64, scope: Literal["clip", "frame"] = "clip") -> None:
+        super().__init__(dim=dim, num_tokens=num_tokens, scope=scope)
+        if num_tokens < 1:
+            raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
+        if scope not in ("clip", "frame"):
+            raise ValueError(f"scope must be 'clip' or 'frame', got {scope!r}")
+        self.num_tokens = num_tokens
+        self.scope = scope
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """`[B, T, N, D]` -> `[B, L, D]`; L = min(num_tokens, T*N) (clip) or T*min(num_tokens, N) (frame)."""
+        batch, frames, per_frame, channels = tokens.shape
+        if self.scope == "frame":
+            merged, size, _ = merge_to(tokens.reshape(batch * frames, per_frame, channels), self.num_tokens)
+            kept = merged.shape[1]
+            size = size.reshape(batch, frames, kept)
+            output = per_frame_output(merged.reshape(batch, frames, kept, channels), timestamps, frame_mask)
+            output.aux["size"] = per_frame_output(size.unsqueeze(-1), timestamps, frame_mask).tokens.squeeze(
+                -1
+            )
+            return output
+        return self._compress_clip(tokens, timestamps, frame_mask)
+
+    def _compress_clip(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        batch, _, per_frame, channels = tokens.shape
+        length = self.num_output_tokens(int(frame_mask.sum(dim=1).max()), per_frame)
+        out_tokens = tokens.new_zeros(batch, length, channels)
+        out_size = tokens.new_zeros(batch, length)
+        out_frame = torch.full((batch, length), -1, dtype=torch.long, device=tokens.device)
+        out_time = timestamps.new_zeros(batch, length)
+        mask = torch.zeros(batch, length, dtype=torch.bool, device=tokens.device)
+        for row in range(batch):
+            valid_frames = frame_mask[row].nonzero().squeeze(1)
+            flat = tokens[row, valid_frames].reshape(1, -1, channels)
+            merged, size, index = merge_to(flat, self.num_tokens)
+            kept = merged.shape[1]
+            earliest = torch.full((1, kept), flat.shape[1], dtype=torch.long, device=tokens.device)
+            earliest = earliest.scatter_reduce(
+                1, index, torch.arange(flat.shape[1], device=tokens.device)[None], "amin"
+            )
+            order = earliest.argsort(dim=1)
+            source_frame = valid_frames[earliest.gather(1, order)[0] // per_frame]
+            out_tokens[row, :kept] = gather_rows(merged, order)[0]
+            out_size[row, :kept] = gather_rows(size, order)[0, :, 0]
+            out_frame[row, :kept] = source_frame
+            out_time[row, :kept] = timestamps[row, source_frame]
+            mask[row, :kept] = True
+        return CompressedTokens(out_tokens, mask, out_frame, out_time, aux={"size": out_size})
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        if self.scope == "frame":
+            return num_frames * min(self.num_tokens, tokens_per_frame)
+        return min(self.num_tokens, num_frames * tokens_per_frame)
+
+
+# ------------------------------------------------------------------------- ToMe inside a Hugging Face ViT
+
+
+def patch_vision_encoder(model: nn.Module, r: int) -> nn.Module:
+    """ToMe inside a Hugging Face ViT (`Blip2VisionModel`, `CLIPVisionModel`, `SiglipVisionModel`), in place.
+
+    Every encoder layer's forward is replaced by: attention with proportional attention (log size added to the
+    logits, Eq. 1), then `r` tokens merged with the mean attention key over heads as the metric, then the MLP.
+    The class token (BLIP-2, CLIP) is never merged and never merged into. Attention is computed eagerly inside
+    the patched layers, so the model's attention implementation (eager, sdpa, ...) no longer matters for them.
+    Calling it again changes `r`. Returns the model; `last_hidden_state` has `r` fewer tokens per layer.
+    """
+    if r < 0:
+        raise ValueError(f"r must be >= 0, got {r}")
+    encoder = next(
+        (module for module in model.modules() if isinstance(getattr(module, "layers", None), nn.ModuleList)),
+        None,
+    )
+    if encoder is None:
+        raise ValueError(f"{type(model).__name__} has no encoder with a `layers` ModuleList to patch")
+    state = getattr(encoder, "_tome_state", None)
+    if state is not None:
+        state["r"] = r
+        return model
+    has_class_token = any(hasattr(module, "class_embedding") for module in model.modules())
+    state = {"r": r, "size": None, "class_token": has_class_token}
+    encoder._tome_state = state
+    encoder.register_forward_pre_hook(lambda module, args: state.update(size=None))
+    for layer in encoder.layers:
+        for name in ("self_attn", "layer_norm1", "layer_norm2", "mlp"):
+            if not hasattr(layer, name):
+                raise ValueError(
+                    f"{type(layer).__name__} has no `{name}`; only BLIP-2/CLIP/SigLIP layers are supported"
+                )
+        layer._tome_state = state
+        layer.forward = types.MethodType(_tome_layer_forward, layer)
+    return model
+
+
+def _tome_layer_forward(
+    layer: nn.Module, hidden_states: Tensor, attention_mask: Tensor | None = None, **kwargs: Any
+) -> Tensor:
+    """Pre-norm Transformer layer with proportional attention and a ToMe merge between attention and MLP."""
+    if attention_mask is not None:
+        raise ValueError(
+            "ToMe-patched vision layers do not take an attention_mask (token counts change per layer)"
+        )
+    state = layer._tome_state
+    size = state["size"]
+    attended, keys = _proportional_attention(layer.self_attn, layer.layer_norm1(hidden_states), size)
+    hidden_states = hidden_states + attended
+    hidden_states, state["size"] = _merge_after_cls(hidden_states, keys.mean(dim=1), size, state)
+    return hidden_states + layer.mlp(layer.layer_norm2(hidden_states))
+
+
+def _proportional_attention(attention: nn.Module, x: Tensor, size: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Eager multi-head self-attention of a HF attention module, `log(size)` added to the logits (ToMe Eq. 1).
+
+    Returns `(output [B, N, D], keys [B, H, N, head_dim])`.
+    """
+    batch, count, channels = x.shape
+    heads = attention.num_heads
+    if hasattr(attention, "qkv"):  # BLIP-2: one fused projection, then `projection`
+        query, key, value = attention.qkv(x).reshape(batch, count, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        output_projection = attention.projection
+    else:  # CLIP, SigLIP
+        query, key, value = (
+            projection(x).reshape(batch, count, heads, -1).transpose(1, 2)
+            for projection in (attention.q_proj, attention.k_proj, attention.v_proj)
+        )
+        output_projection = attention.out_proj
+    logits = (query @ key.transpose(-2, -1)) * attention.scale
+    if size is not None:
+        logits = logits + size.log().reshape(batch, 1, 1, count).to(logits.dtype)
+    weights = logits.softmax(dim=-1)
+    dropout = attention.dropout if hasattr(attention, "dropout") else attention.attention_dropout
+    weights = F.dropout(weights, p=float(dropout), training=attention.training)
+    output = (weights @ value).transpose(1, 2).reshape(batch, count, channels)
+    return output_projection(output), key
+
+
+def _merge_after_cls(
+    hidden_states: Tensor, metric: Tensor, size: Tensor | None, state: dict[str, Any]
+) -> tuple[Tensor, Tensor]:
+    """Merge `state["r"]` tokens of `hidden_states [B, N, D]`, leaving a leading class token untouched."""
+    if size is None:
+        size = hidden_states.new_ones(*hidden_states.shape[:2], 1)
+    start = 1 if state["class_token"] else 0
+    merged, merged_size, _ = merge_tokens(
+        hidden_states[:, start:], state["r"], metric=metric[:, start:], size=size[:, start:]
+    )
+    return torch.cat([hidden_states[:, :start], merged], dim=1), torch.cat(
+        [size[:, :start], merged_size], dim=1
+    )
