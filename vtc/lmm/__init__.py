@@ -1,0 +1,1 @@
+"""The video LLM: encoder -> compressor -> projector -> language model, and its answer formats."""

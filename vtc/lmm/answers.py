@@ -1,0 +1,151 @@
+"""Answer formats: moment windows as text and back, multiple-choice prompts and their letters.
+
+`parse_window` and `parse_choice` read free model output and never raise on it: an answer they cannot read is
+`valid=False` / `None`, for the caller to count.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from dataclasses import dataclass
+
+# STAC's target sentence (default) and Mr.BLIP's "[[start, end]]" answer.
+TEMPLATES: dict[str, str] = {
+    "sentence": "It starts at {start} and ends at {end} seconds.",
+    "brackets": "[[{start}, {end}]]",
+}
+DEFAULT_TEMPLATE = "sentence"
+
+# A time: seconds ("12", "12.5", ".5") or minutes:seconds ("1:05.5").
+_NUMBER = r"(?:\d+:)?\d+(?:\.\d+)?|\.\d+"
+# Readings of a window, most specific first: brackets, the sentence, then loose "X to Y" forms.
+_WINDOW_PATTERNS = [
+    re.compile(rf"\[\s*\[?\s*({_NUMBER})\s*s?\s*,\s*({_NUMBER})\s*s?\s*\]"),
+    re.compile(
+        rf"starts?\s+(?:at\s+)?({_NUMBER}).*?ends?\s+(?:at\s+)?({_NUMBER})", re.IGNORECASE | re.DOTALL
+    ),
+    re.compile(
+        rf"({_NUMBER})\s*(?:s|sec|secs|seconds?)?\s*(?:to|until|till|and|-|–|—|~)\s*({_NUMBER})",
+        re.IGNORECASE,
+    ),
+]
+_ANY_NUMBER = re.compile(_NUMBER)
+
+LETTERS = string.ascii_uppercase
+
+
+@dataclass(frozen=True)
+class ParsedWindow:
+    """A parsed answer: `window` is `(start, end)` seconds with `0 <= start < end <= duration`, or None.
+
+    `valid` is False exactly when `window` is None (no window could be read, or it was empty after clamping).
+    """
+
+    window: tuple[float, float] | None
+    valid: bool
+
+
+def resolve_template(template: str) -> str:
+    """A template name from `TEMPLATES`, or a format string with `{start}` and `{end}`."""
+    resolved = TEMPLATES.get(template, template)
+    if "{start}" not in resolved or "{end}" not in resolved:
+        raise ValueError(
+            f"template must be one of {sorted(TEMPLATES)} or contain {{start}} and {{end}}: {template!r}"
+        )
+    return resolved
+
+
+def format_seconds(value: float, decimals: int = 2) -> str:
+    """`value` rounded to `decimals`, without trailing zeros: 3.0 -> "3", 3.50 -> "3.5"."""
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_window(start: float, end: float, template: str = DEFAULT_TEMPLATE, decimals: int = 2) -> str:
+    """The answer text of `[start, end]` seconds, e.g. "It starts at 3.5 and ends at 7 seconds."."""
+    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
+        raise ValueError(f"need a window with 0 <= start < end, got start={start}, end={end}")
+    return resolve_template(template).format(
+        start=format_seconds(start, decimals), end=format_seconds(end, decimals)
+    )
+
+
+def parse_seconds(text: str) -> float:
+    """ "12.5" -> 12.5, "1:05.5" -> 65.5."""
+    minutes, _, seconds = text.rpartition(":")
+    return float(seconds) + 60 * float(minutes or 0)
+
+
+def parse_window(text: str, duration: float | None = None) -> ParsedWindow:
+    """Read a `(start, end)` window from model output, tolerantly.
+
+    Accepts either template, loose forms ("from 3 to 7.5 s", "3-7.5", "between 1:02 and 1:10") and, failing
+    those, a text holding exactly two numbers. Swapped start/end are put in order; the window is clamped to
+    `[0, duration]` when `duration` is given. Anything unreadable, or a window empty after clamping, gives
+    `ParsedWindow(None, valid=False)`; this function never raises on `text`.
+    """
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration must be a positive number of seconds, got {duration}")
+    if not isinstance(text, str):
+        return ParsedWindow(None, False)
+    numbers = _find_window(text)
+    if numbers is None:
+        return ParsedWindow(None, False)
+    start, end = sorted(parse_seconds(number) for number in numbers)
+    if duration is not None:
+        start, end = min(start, duration), min(end, duration)
+    if not end > start:
+        return ParsedWindow(None, False)
+    return ParsedWindow((start, end), True)
+
+
+def _find_window(text: str) -> tuple[str, str] | None:
+    """The two time strings of the first pattern that matches, else the only two numbers in `text`."""
+    for pattern in _WINDOW_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            return match.group(1), match.group(2)
+    numbers = _ANY_NUMBER.findall(text)
+    return (numbers[0], numbers[1]) if len(numbers) == 2 else None
+
+
+def format_choices(question: str, options: list[str]) -> str:
+    """A multiple-choice prompt: the question, "(A) option" lines, and the instruction to answer a letter."""
+    if not question.strip():
+        raise ValueError("question is empty")
+    if not 2 <= len(options) <= len(LETTERS):
+        raise ValueError(f"need 2 to {len(LETTERS)} options, got {len(options)}")
+    if any(not option.strip() for option in options):
+        raise ValueError(f"options must be non-empty strings, got {options!r}")
+    lines = [f"Question: {question.strip()}", "Options:"]
+    lines += [f"({LETTERS[index]}) {option.strip()}" for index, option in enumerate(options)]
+    lines.append("Answer with the option's letter from the given choices directly.")
+    return "\n".join(lines)
+
+
+def parse_choice(text: str, num_options: int) -> int | None:
+    """The 0-based option index a model answered ("B", "(B)", "B. cooking", "The answer is B"), or None.
+
+    Readings, most specific first: a parenthesised letter, "answer/option (is) X", a letter opening the text
+    followed by punctuation or nothing, the only stand-alone capital letter in the text (not the article "A").
+    Only letters of the `num_options` options count; this function never raises on `text`.
+    """
+    if not 1 <= num_options <= len(LETTERS):
+        raise ValueError(f"num_options must be 1 to {len(LETTERS)}, got {num_options}")
+    if not isinstance(text, str):
+        return None
+    valid = LETTERS[:num_options]
+    letter = f"([{valid}])"
+    patterns = [
+        rf"\(\s*{letter}\s*\)",
+        rf"(?i:answer|option|choice)\s*(?:is|:)?\s*:?\s*{letter}\b",
+        rf"^\s*{letter}\s*(?:$|[.):,\]])",
+    ]
+    for pattern in patterns:
+        match = re.search(pattern, text)
+        if match:
+            return valid.index(match.group(1))
+    standalone = {match.group(1) for match in re.finditer(rf"\b{letter}\b(?!\s+[a-z])", text)}
+    return valid.index(standalone.pop()) if len(standalone) == 1 else None
