@@ -1,0 +1,69 @@
+"""`vtc evaluate --predictions P.jsonl --ground-truth G.jsonl`: print the metrics as one JSON object.
+
+Ground truth with `options` is multiple-choice QA (predictions carry `prediction`); otherwise moment retrieval
+in moment_detr's format (predictions carry `pred_relevant_windows`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from vtc.compressors.base import atomic_write_text
+from vtc.data.jsonl import read_jsonl
+from vtc.data.qa import choice_item_from_record
+from vtc.eval.moment import evaluate_moments, ground_truth_windows
+from vtc.eval.qa import evaluate_choices
+
+
+def index_by_qid(records: Iterable[dict[str, Any]], source: Path) -> dict[str, dict[str, Any]]:
+    """Records keyed by `str(qid)`; `ValueError` for a record without a qid or a repeated qid."""
+    indexed: dict[str, dict[str, Any]] = {}
+    for number, record in enumerate(records, start=1):
+        if "qid" not in record:
+            raise ValueError(f"{source}: record {number} has no `qid`")
+        qid = str(record["qid"])
+        if qid in indexed:
+            raise ValueError(f"{source}: qid {qid!r} appears more than once")
+        indexed[qid] = record
+    return indexed
+
+
+def evaluate_files(predictions_path: Path, ground_truth_path: Path) -> dict[str, float | int]:
+    """Metrics of a predictions file against a ground-truth file (both JSON lines)."""
+    ground_truth = index_by_qid(read_jsonl(ground_truth_path), ground_truth_path)
+    predictions = index_by_qid(read_jsonl(predictions_path), predictions_path)
+    if any("options" in record for record in ground_truth.values()):
+        questions = {qid: choice_item_from_record(record, qid) for qid, record in ground_truth.items()}
+        answers = {qid: record.get("prediction") for qid, record in predictions.items()}
+        return evaluate_choices(answers, questions)
+    windows = {
+        qid: ground_truth_windows(record, str(ground_truth_path)) for qid, record in ground_truth.items()
+    }
+    ranked = {qid: record.get("pred_relevant_windows") for qid, record in predictions.items()}
+    return evaluate_moments(ranked, windows)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--predictions", type=Path, required=True, help="predictions, JSON lines with `qid`")
+    parser.add_argument(
+        "--ground-truth", type=Path, required=True, help="ground truth, JSON lines with `qid`"
+    )
+    parser.add_argument("--output", type=Path, help="also write the metrics JSON to this file (atomically)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        metrics = evaluate_files(args.predictions, args.ground_truth)
+    except (OSError, ValueError) as error:
+        print(f"vtc evaluate: error: {error}", file=sys.stderr)
+        return 2
+    text = json.dumps(metrics)
+    print(text)
+    if args.output is not None:
+        atomic_write_text(args.output, text + "\n")
+    return 0
