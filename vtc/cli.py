@@ -14,6 +14,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vtc.demo", "run the main job: compressors trained and compared on the embedded default data"),
     "info": ("vtc.info", "list compressors, or print a compressor's configuration and parameter count"),
     "bench": ("vtc.bench", "benchmarks: scan speed and memory, ..."),
+    "evaluate": (
+        "vtc.eval.cli",
+        "score predictions against ground truth (moment retrieval or multiple choice)",
+    ),
+    "data": ("vtc.data.cli", "data tools: write the synthetic benchmark as mp4 files and annotations"),
 }
 
 
