@@ -1,0 +1,360 @@
+"""Selective scans: Mamba-1 (`selective_scan`, the layout of `mamba_ssm`'s `selective_scan_fn`) and Mamba-2 (`ssd_scan`).
+
+Backends of `selective_scan`:
+- `"reference"`: a readable sequential loop over time (the test oracle), autograd through it.
+- `"chunked"`: fast pure PyTorch. Time is cut into chunks; inside a chunk the linear recurrence
+  `h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t` is solved in closed form with two cumulative sums, and chunks are
+  chained sequentially, so the working set is one chunk and memory is O(batch * dim * state) besides inputs and
+  outputs. The backward pass is a hand-written reverse scan over the same chunks (recomputing states from the stored
+  chunk-start states), not autograd through the forward. All accumulation is fp32. The closed form needs
+  `exp(-cumsum(delta A))` inside a chunk; chunks are shortened wherever the decay within one would exceed
+  `exp(-MAX_CHUNK_DECAY)`, so the result is exact (to fp32) for any decay and any length.
+- `"cuda"`: `mamba_ssm.ops.selective_scan_interface.selective_scan_fn`, when importable and inputs are on CUDA.
+- `"auto"`: `"cuda"` where possible (and no `initial_state` is given, which the kernel does not take), else `"chunked"`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+BACKENDS = ("auto", "reference", "chunked", "cuda")
+CHUNK_SIZE = 64
+# Largest total log-decay allowed inside one chunk: exp(60) ~ 1e26 stays far from fp32 overflow (3e38).
+MAX_CHUNK_DECAY = 60.0
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    initial_state: Tensor | None = None,
+    backend: str = "auto",
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Mamba-1 selective scan (Gu & Dao 2023, Algorithm 2; eqs. 2a-2b with the ZOH/Euler discretisation of 4).
+
+    Args:
+        u: `[batch, dim, length]` input.
+        delta: `[batch, dim, length]` time steps (before `delta_bias` / softplus).
+        A: `[dim, state]` (real, normally negative).
+        B, C: `[batch, state, length]` or `[batch, groups, state, length]` (dim split evenly into groups).
+        D: optional `[dim]` skip connection.
+        z: optional `[batch, dim, length]` gate: output multiplied by `silu(z)`.
+        delta_bias: optional `[dim]` added to delta; `delta_softplus` applies softplus after it.
+        return_last_state: also return the final state `[batch, dim, state]`.
+        initial_state: optional `[batch, dim, state]` state before the first step (not in `mamba_ssm`'s API).
+        backend: one of `BACKENDS`.
+
+    Returns:
+        `out [batch, dim, length]` in u's dtype, and `last_state [batch, dim, state]` (fp32) if asked.
+    """
+    batch, dim, length = _check_scan_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    backend = _resolve_backend(backend, u, initial_state)
+    if backend == "cuda":
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+        return selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+    dtype = u.dtype
+    u, delta, A = u.float(), delta.float(), A.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    B = B.float() if B.dim() == 4 else B.float().unsqueeze(1)
+    C = C.float() if C.dim() == 4 else C.float().unsqueeze(1)
+    state = initial_state.float() if initial_state is not None else u.new_zeros(batch, dim, A.shape[1])
+    if backend == "reference":
+        y, last_state = _scan_reference(u, delta, A, B, C, state)
+    else:
+        y, last_state = _ChunkedScan.apply(u, delta, A, B, C, state)
+    if D is not None:
+        y = y + u * D.float()[:, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    y = y.to(dtype)
+    return (y, last_state) if return_last_state else y
+
+
+def _scan_reference(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Sequential loop (the oracle): `h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t`, `y_t = C_t . h_t`."""
+    batch, dim, length = u.shape
+    groups = B.shape[1]
+    B = B.repeat_interleave(dim // groups, dim=1)  # [batch, dim, state, length]
+    C = C.repeat_interleave(dim // groups, dim=1)
+    outputs = []
+    for t in range(length):
+        decay = torch.exp(delta[:, :, t, None] * A)
+        state = decay * state + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, :, :, t]
+        outputs.append((state * C[:, :, :, t]).sum(-1))
+    return torch.stack(outputs, dim=-1), state
+
+
+def _resolve_backend(backend: str, u: Tensor, initial_state: Tensor | None) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "cuda" if u.is_cuda and initial_state is None and cuda_kernel_available() else "chunked"
+    if backend == "cuda" and not (u.is_cuda and cuda_kernel_available()):
+        raise RuntimeError(
+            "backend='cuda' needs mamba_ssm installed (pip install vtc[cuda]) and CUDA tensors"
+        )
+    if backend == "cuda" and initial_state is not None:
+        raise ValueError("mamba_ssm's selective_scan_fn takes no initial_state; use backend='chunked'")
+    return backend
+
+
+def cuda_kernel_available() -> bool:
+    """True when `mamba_ssm`'s fused selective-scan kernel imports."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _check_scan_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state) -> tuple[int, int, int]:
+    if u.dim() != 3:
+        raise ValueError(f"u must be [batch, dim, length], got shape {tuple(u.shape)}")
+    batch, dim, length = u.shape
+    if length == 0:
+        raise ValueError("u has length 0; a scan needs at least one step")
+    expected = {"delta": (delta, (batch, dim, length)), "A": (A, (dim, A.shape[-1] if A.dim() == 2 else -1))}
+    if z is not None:
+        expected["z"] = (z, (batch, dim, length))
+    for name, vector in (("D", D), ("delta_bias", delta_bias)):
+        if vector is not None:
+            expected[name] = (vector, (dim,))
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+    state = A.shape[1]
+    for name, tensor in (("B", B), ("C", C)):
+        if tensor.dim() == 3 and tuple(tensor.shape) == (batch, state, length):
+            continue
+        if tensor.dim() == 4 and tensor.shape[0] == batch and tuple(tensor.shape[2:]) == (state, length):
+            if dim % tensor.shape[1]:
+                raise ValueError(f"{name} has {tensor.shape[1]} groups, which do not divide dim={dim}")
+            continue
+        raise ValueError(
+            f"{name} must be [batch={batch}, state={state}, length={length}] or [batch, groups, state, length], "
+            f"got {tuple(tensor.shape)}"
+        )
+    if initial_state is not None and tuple(initial_state.shape) != (batch, dim, state):
+        raise ValueError(f"initial_state must be [{batch}, {dim}, {state}], got {tuple(initial_state.shape)}")
+    return batch, dim, length
+
+
+# --------------------------------------------------------------------------------------------- chunked backend
+
+
+def _chunk_bounds(delta: Tensor, A: Tensor, chunk_size: int) -> list[tuple[int, int]]:
+    """Split [0, length) into chunks of at most `chunk_size` steps whose total log-decay stays below the limit.
+
+    The bound uses the fastest-decaying state of each channel and the worst channel of each step, so it is
+    conservative; with ordinary Mamba parameters every chunk has the full size.
+    """
+    length = delta.shape[-1]
+    rate = (delta * A.abs().amax(dim=1)[:, None]).amax(dim=(0, 1))  # [length] worst log-decay per step
+    starts = range(0, length, chunk_size)
+    totals = F.pad(rate, (0, len(starts) * chunk_size - length)).view(-1, chunk_size).sum(dim=1)
+    if bool((totals <= MAX_CHUNK_DECAY).all()):
+        return [(start, min(start + chunk_size, length)) for start in starts]
+    bounds, start, total = [], 0, 0.0
+    for t, step in enumerate(rate.tolist()):
+        if t > start and (total + step > MAX_CHUNK_DECAY or t - start == chunk_size):
+            bounds.append((start, t))
+            start, total = t, 0.0
+        total += step
+    bounds.append((start, length))
+    return bounds
+
+
+def _chunk_inputs(u, delta, A, B, C, start, end):
+    """Views of one chunk with time last (cumulative sums along the last dim are the fast ones on CPU).
+
+    Returns `u, delta [b, g, dg, T]`, `B, C [b, g, 1, n, T]`, and `log_decay = delta A`, `x = delta B u`, both
+    `[b, g, dg, n, T]`.
+    """
+    batch, dim, _ = u.shape
+    groups, state = B.shape[1], A.shape[1]
+    shape = (batch, groups, dim // groups, end - start)
+    u_c = u[..., start:end].reshape(shape)
+    delta_c = delta[..., start:end].reshape(shape)
+    B_c = B[..., start:end].unsqueeze(2)
+    C_c = C[..., start:end].unsqueeze(2)
+    log_decay = delta_c.unsqueeze(3) * A.view(groups, dim // groups, state, 1)
+    x = (delta_c * u_c).unsqueeze(3) * B_c
+    return u_c, delta_c, B_c, C_c, log_decay, x
+
+
+def _chunk_decays(log_decay: Tensor) -> tuple[Tensor, Tensor]:
+    """`exp(cumsum(log_decay))` and its inverse along time; finite because chunks bound the total decay."""
+    decay = log_decay.cumsum(dim=-1).exp_()
+    return decay, decay.reciprocal()
+
+
+def _chunk_states(log_decay: Tensor, x: Tensor, h0: Tensor, decays: tuple[Tensor, Tensor]) -> Tensor:
+    """All states of one chunk, `h_t = exp(log_decay_t) h_{t-1} + x_t`, in closed form from `h0` (eq. 2a)."""
+    if log_decay.shape[-1] == 1:
+        return log_decay.exp() * h0.unsqueeze(-1) + x
+    decay, inverse = decays
+    return decay * ((x * inverse).cumsum(dim=-1) + h0.unsqueeze(-1))
+
+
+def _chunk_adjoints(
+    log_decay: Tensor, source: Tensor, carry: Tensor, decays: tuple[Tensor, Tensor]
+) -> Tensor:
+    """Reverse scan `g_t = source_t + exp(log_decay_{t+1}) g_{t+1}`, with `g_{T-1} = source_{T-1} + carry`."""
+    if log_decay.shape[-1] == 1:
+        return source + carry.unsqueeze(-1)
+    decay, inverse = decays
+    tail = (decay * source).flip(-1).cumsum(dim=-1).flip(-1) + (decay[..., -1] * carry).unsqueeze(-1)
+    return inverse * tail
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """Core scan `y = C . h` without D / z / bias (those stay in autograd). Inputs fp32, B and C 4-D."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, h0):
+        batch, dim, length = u.shape
+        groups, state = B.shape[1], A.shape[1]
+        bounds = _chunk_bounds(delta, A, CHUNK_SIZE)
+        y = u.new_empty(batch, groups, dim // groups, length)
+        starts = []
+        h = h0.reshape(batch, groups, dim // groups, state)
+        for start, end in bounds:
+            starts.append(h)
+            _, _, _, C_c, log_decay, x = _chunk_inputs(u, delta, A, B, C, start, end)
+            states = _chunk_states(log_decay, x, h, _chunk_decays(log_decay))
+            y[..., start:end] = (states * C_c).sum(-2)
+            h = states[..., -1]
+        ctx.bounds = bounds
+        ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts))
+        return y.reshape(batch, dim, length), h.reshape(batch, dim, state)
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_last):
+        u, delta, A, B, C, starts = ctx.saved_tensors
+        batch, dim, length = u.shape
+        groups, state = B.shape[1], A.shape[1]
+        grad_y = grad_y.float().reshape(batch, groups, dim // groups, length)
+        grad_u = torch.empty_like(grad_y)
+        grad_delta = torch.empty_like(grad_y)
+        grad_B = torch.empty_like(B)
+        grad_C = torch.empty_like(C)
+        grad_A = torch.zeros(groups, dim // groups, state, device=u.device)
+        carry = grad_last.float().reshape(batch, groups, dim // groups, state)
+        A_grouped = A.view(groups, dim // groups, state, 1)
+        for index in reversed(range(len(ctx.bounds))):
+            start, end = ctx.bounds[index]
+            u_c, delta_c, B_c, C_c, log_decay, x = _chunk_inputs(u, delta, A, B, C, start, end)
+            decays = _chunk_decays(log_decay)
+            states = _chunk_states(log_decay, x, starts[index], decays)
+            dy = grad_y[..., start:end].unsqueeze(3)  # [b, g, dg, 1, T]
+            adjoint = _chunk_adjoints(log_decay, C_c * dy, carry, decays)  # dL/dh_t
+            grad_log_decay = adjoint * (states - x)  # dL/d(delta A) = g_t * exp(delta_t A) h_{t-1}
+            grad_delta_u = (adjoint * B_c).sum(-2)  # dL/d(delta_t u_t)
+            grad_C[..., start:end] = (states * dy).sum(2)
+            grad_B[..., start:end] = (adjoint * (delta_c * u_c).unsqueeze(3)).sum(2)
+            grad_A += (grad_log_decay * delta_c.unsqueeze(3)).sum(dim=(0, -1))
+            grad_delta[..., start:end] = (grad_log_decay * A_grouped).sum(-2) + grad_delta_u * u_c
+            grad_u[..., start:end] = grad_delta_u * delta_c
+            carry = log_decay[..., 0].exp() * adjoint[..., 0]
+        return (
+            grad_u.reshape(batch, dim, length),
+            grad_delta.reshape(batch, dim, length),
+            grad_A.reshape(dim, state),
+            grad_B,
+            grad_C,
+            carry.reshape(batch, dim, state),
+        )
+
+
+# ------------------------------------------------------------------------------------------------ Mamba-2 (SSD)
+
+
+def ssd_scan(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    chunk_size: int = 64,
+    D: Tensor | None = None,
+    initial_state: Tensor | None = None,
+    return_last_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Mamba-2 state-space duality scan, chunked (Dao & Gu 2024, Section 6 / Listing 1), scalar A per head.
+
+    `h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t^T`, `y_t = h_t C_t (+ D x_t)`, computed as quadratic attention-like
+    products inside chunks and a linear recurrence between chunks.
+
+    Args:
+        x: `[batch, length, heads, head_dim]`.
+        dt: `[batch, length, heads]` time steps (already biased, softplus'ed and clamped).
+        A: `[heads]` (negative).
+        B, C: `[batch, length, groups, state]`, heads split evenly into groups.
+        D: optional `[heads]` or `[heads, head_dim]` skip.
+        initial_state: optional `[batch, heads, head_dim, state]`.
+
+    Returns:
+        `y [batch, length, heads, head_dim]` (x's dtype) and, if asked, the last state `[batch, heads, head_dim, state]`.
+    """
+    batch, length, heads, head_dim = x.shape
+    groups, state = B.shape[2], B.shape[3]
+    if heads % groups:
+        raise ValueError(f"{groups} groups do not divide {heads} heads")
+    dtype = x.dtype
+    padding = (-length) % chunk_size
+    chunks = (length + padding) // chunk_size
+
+    def to_chunks(tensor: Tensor) -> Tensor:
+        tensor = F.pad(tensor, (0, 0) * (tensor.dim() - 2) + (0, padding))
+        return tensor.reshape(batch, chunks, chunk_size, *tensor.shape[2:])
+
+    x_dt = to_chunks(x.float() * dt.float().unsqueeze(-1))  # [b, c, T, h, p]
+    log_decay = to_chunks(dt.float() * A.float()).permute(0, 3, 1, 2)  # [b, h, c, T]
+    B = to_chunks(B.float().repeat_interleave(heads // groups, dim=2))  # [b, c, T, h, n]
+    C = to_chunks(C.float().repeat_interleave(heads // groups, dim=2))
+    cumulative = log_decay.cumsum(dim=-1)  # [b, h, c, T]
+
+    # 1. Within chunks: y_t = sum_{s<=t} C_t . B_s exp(cum_t - cum_s) x_s dt_s (the "diagonal blocks").
+    segment = cumulative.unsqueeze(-1) - cumulative.unsqueeze(-2)  # [b, h, c, T(t), T(s)]
+    causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=x.device).tril()
+    weights = segment.masked_fill(~causal, float("-inf")).exp()
+    y = torch.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", C, B, weights, x_dt)
+
+    # 2. State at each chunk's end from its own inputs, then the recurrence between chunks.
+    decay_to_end = (cumulative[..., -1:] - cumulative).exp()  # [b, h, c, T]
+    chunk_states = torch.einsum("bcshn,bhcs,bcshp->bchpn", B, decay_to_end, x_dt)
+    chunk_decay = cumulative[..., -1].exp()  # [b, h, c]
+    h = (
+        x.new_zeros(batch, heads, head_dim, state, dtype=torch.float32)
+        if initial_state is None
+        else (initial_state.float())
+    )
+    starts = []
+    for chunk in range(chunks):
+        starts.append(h)
+        h = chunk_decay[:, :, chunk, None, None] * h + chunk_states[:, chunk]
+    start_states = torch.stack(starts, dim=1)  # [b, c, h, p, n]
+
+    # 3. Contribution of each chunk's start state to its outputs.
+    y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", C, start_states, cumulative.exp())
+    y = y.reshape(batch, chunks * chunk_size, heads, head_dim)[:, :length]
+    if D is not None:
+        y = y + x.float() * (D.float() if D.dim() == 2 else D.float()[:, None])
+    y = y.to(dtype)
+    return (y, h) if return_last_state else y
