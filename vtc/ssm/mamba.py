@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -57,15 +58,11 @@ def _causal_conv(x: Tensor, conv: nn.Conv1d, previous: Tensor) -> tuple[Tensor, 
 
 def _init_dt_bias(size: int, dt_min: float, dt_max: float, dt_floor: float) -> Tensor:
     """Bias whose softplus is log-uniform in [dt_min, dt_max] (Mamba's dt initialisation)."""
-    dt = torch.exp(torch.rand(size) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(
-        min=dt_floor
-    )
+    dt = torch.exp(torch.rand(size) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_floor)
     return dt + torch.log(-torch.expm1(-dt))  # inverse softplus
 
 
-def _ssm_parameters(
-    d_inner: int, d_state: int, d_conv: int, dt_rank: int, conv_bias: bool, dt_init: tuple
-) -> dict:
+def _ssm_parameters(d_inner: int, d_state: int, d_conv: int, dt_rank: int, conv_bias: bool, dt_init: tuple) -> dict:
     """Fresh parameters of the selective SSM of a Mamba-1 mixer, keyed by their HF / mamba_ssm names."""
     dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
     nn.init.uniform_(dt_proj.weight, -(dt_rank**-0.5), dt_rank**-0.5)
@@ -76,9 +73,7 @@ def _ssm_parameters(
         "x_proj": nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False),
         "dt_proj": dt_proj,
         # S4D-real initialisation A = -(1..N) (Mamba, Section 3.6)
-        "A_log": nn.Parameter(
-            torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1)
-        ),
+        "A_log": nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1)),
         "D": nn.Parameter(torch.ones(d_inner)),
     }
 
@@ -197,7 +192,7 @@ class BiMamba(Mamba):
     directions' outputs are summed before `out_proj`. Not streamable (it sees the future).
     """
 
-    BACKWARD_NAMES = {
+    BACKWARD_NAMES: ClassVar[dict[str, str]] = {
         "conv1d": "conv1d_b",
         "x_proj": "x_proj_b",
         "dt_proj": "dt_proj_b",
@@ -314,9 +309,7 @@ class Mamba2(nn.Module):
         _check_sequence(hidden_states, self.d_model)
         batch, length, _ = hidden_states.shape
         state = state or self.init_state(batch, hidden_states.device)
-        gate, xBC, dt = self.in_proj(hidden_states).split(
-            [self.d_inner, self.conv_dim, self.num_heads], dim=-1
-        )
+        gate, xBC, dt = self.in_proj(hidden_states).split([self.d_inner, self.conv_dim, self.num_heads], dim=-1)
         xBC, conv_tail = _causal_conv(xBC.transpose(1, 2), self.conv1d, state.conv)
         x, B, C = (
             F.silu(xBC)

@@ -56,7 +56,7 @@ def selective_scan(
     Returns:
         `out [batch, dim, length]` in u's dtype, and `last_state [batch, dim, state]` (fp32) if asked.
     """
-    batch, dim, length = _check_scan_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    batch, dim, _ = _check_scan_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state)
     backend = _resolve_backend(backend, u, initial_state)
     if backend == "cuda":
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -84,11 +84,9 @@ def selective_scan(
     return (y, last_state) if return_last_state else y
 
 
-def _scan_reference(
-    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor
-) -> tuple[Tensor, Tensor]:
+def _scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
     """Sequential loop (the oracle): `h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t`, `y_t = C_t . h_t`."""
-    batch, dim, length = u.shape
+    dim, length = u.shape[1:]
     groups = B.shape[1]
     B = B.repeat_interleave(dim // groups, dim=1)  # [batch, dim, state, length]
     C = C.repeat_interleave(dim // groups, dim=1)
@@ -106,9 +104,7 @@ def _resolve_backend(backend: str, u: Tensor, initial_state: Tensor | None) -> s
     if backend == "auto":
         return "cuda" if u.is_cuda and initial_state is None and cuda_kernel_available() else "chunked"
     if backend == "cuda" and not (u.is_cuda and cuda_kernel_available()):
-        raise RuntimeError(
-            "backend='cuda' needs mamba_ssm installed (pip install vtc[cuda]) and CUDA tensors"
-        )
+        raise RuntimeError("backend='cuda' needs mamba_ssm installed (pip install vtc[cuda]) and CUDA tensors")
     if backend == "cuda" and initial_state is not None:
         raise ValueError("mamba_ssm's selective_scan_fn takes no initial_state; use backend='chunked'")
     return backend
@@ -155,7 +151,7 @@ def _check_scan_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state) -> tu
     return batch, dim, length
 
 
-# --------------------------------------------------------------------------------------------- chunked backend
+# ---------------------------------------------------------------------------------------- chunked backend
 
 
 def _chunk_bounds(delta: Tensor, A: Tensor, chunk_size: int) -> list[tuple[int, int]]:
@@ -212,9 +208,7 @@ def _chunk_states(log_decay: Tensor, x: Tensor, h0: Tensor, decays: tuple[Tensor
     return decay * ((x * inverse).cumsum(dim=-1) + h0.unsqueeze(-1))
 
 
-def _chunk_adjoints(
-    log_decay: Tensor, source: Tensor, carry: Tensor, decays: tuple[Tensor, Tensor]
-) -> Tensor:
+def _chunk_adjoints(log_decay: Tensor, source: Tensor, carry: Tensor, decays: tuple[Tensor, Tensor]) -> Tensor:
     """Reverse scan `g_t = source_t + exp(log_decay_{t+1}) g_{t+1}`, with `g_{T-1} = source_{T-1} + carry`."""
     if log_decay.shape[-1] == 1:
         return source + carry.unsqueeze(-1)
@@ -282,7 +276,7 @@ class _ChunkedScan(torch.autograd.Function):
         )
 
 
-# ------------------------------------------------------------------------------------------------ Mamba-2 (SSD)
+# ------------------------------------------------------------------------------------------- Mamba-2 (SSD)
 
 
 def ssd_scan(
