@@ -50,7 +50,7 @@ class RMSNorm(nn.Module):
 
 
 def _causal_conv(x: Tensor, conv: nn.Conv1d, previous: Tensor) -> tuple[Tensor, Tensor]:
-    """Depthwise causal conv of `x [B, C, L]` continuing from the `previous [B, C, k-1]` inputs; returns the new tail."""
+    """Depthwise causal conv of `x [B, C, L]` continuing from `previous [B, C, k-1]` inputs; returns the new tail."""
     padded = torch.cat([previous.to(x.dtype), x], dim=-1)
     out = F.conv1d(padded, conv.weight, conv.bias, groups=conv.groups)
     return out, padded[..., padded.shape[-1] - previous.shape[-1] :]

@@ -1,4 +1,5 @@
-"""Selective scans: Mamba-1 (`selective_scan`, the layout of `mamba_ssm`'s `selective_scan_fn`) and Mamba-2 (`ssd_scan`).
+"""Selective scans: Mamba-1 (`selective_scan`, in the layout of `mamba_ssm`'s `selective_scan_fn`) and Mamba-2
+(`ssd_scan`).
 
 Backends of `selective_scan`:
 - `"reference"`: a readable sequential loop over time (the test oracle), autograd through it.
@@ -304,7 +305,8 @@ def ssd_scan(
         initial_state: optional `[batch, heads, head_dim, state]`.
 
     Returns:
-        `y [batch, length, heads, head_dim]` (x's dtype) and, if asked, the last state `[batch, heads, head_dim, state]`.
+        `y [batch, length, heads, head_dim]` (x's dtype) and, if asked, the last state
+        `[batch, heads, head_dim, state]`.
     """
     batch, length, heads, head_dim = x.shape
     groups, state = B.shape[2], B.shape[3]
