@@ -1,0 +1,256 @@
+"""VideoLMM on tiny random BLIP-2 (T5 / OPT) and CLIP + Llama folders, loaded back by path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from tiny_hf import save_blip2, save_causal_lm, save_vision
+
+import vtc
+from vtc.lmm.model import VideoLMM
+from vtc.video import VideoClip
+
+QUERIES = ["the person opens a door", "the person sits down"]
+WINDOWS = [(1.5, 4.0), (0.0, 2.5)]
+DURATION = 6.0
+
+# Small settings for each registered compressor on 4 frames x 16 tokens (4x4 grid) of dim 32.
+COMPRESSOR_KWARGS = {
+    "avgpool2d": {"pool": 2},
+    "avgpool3d": {"temporal_pool": 2, "pool": 2},
+    "bilinear": {"size": 2},
+    "cabstractor": {"hidden_dim": 32, "depth": 1},
+    "frame-mean": {},
+    "none": {},
+    "resampler2d": {"num_queries": 4, "depth": 1, "num_heads": 4},
+    "resampler3d": {"num_queries": 8, "depth": 1, "num_heads": 4},
+    "tokenlearner": {"num_tokens": 4, "bottleneck": 16},
+    "tome": {"num_tokens": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return {
+        "blip2_t5": save_blip2(root / "blip2_t5", "t5"),
+        "blip2_opt": save_blip2(root / "blip2_opt", "opt"),
+        "clip": save_vision(root / "clip", "clip"),
+        "llama": save_causal_lm(root / "llama", "llama"),
+    }
+
+
+def model_config(folders, setup: str, **changes) -> dict:
+    if setup == "clip_llama":
+        config = {
+            "encoder": {"type": "clip", "path": str(folders["clip"])},
+            "llm": {"path": str(folders["llama"]), "mode": "lora"},
+            "projector": "mlp",
+        }
+    else:
+        config = {"encoder": {"type": "blip2"}, "llm": {"path": str(folders[setup]), "mode": "lora"}}
+    llm = {**config["llm"], **changes.pop("llm", {})}
+    config.update({"num_frames": 3, "max_new_tokens": 24, "compressor": {"name": "none"}}, **changes, llm=llm)
+    return config
+
+
+def clip(seed: int, frames: int = 3) -> VideoClip:
+    generator = torch.Generator().manual_seed(seed)
+    return VideoClip(
+        frames=torch.randint(0, 256, (frames, 32, 32, 3), dtype=torch.uint8, generator=generator),
+        timestamps=torch.linspace(0.5, DURATION - 0.5, frames, dtype=torch.float64),
+        duration=DURATION,
+        fps=1.0,
+        path="random",
+    )
+
+
+def frames_batch() -> dict:
+    clips = [clip(0, 3), clip(1, 2)]
+    return {
+        "frames": [c.frames for c in clips],
+        "timestamps": [c.timestamps for c in clips],
+        "query": QUERIES,
+        "window": WINDOWS,
+    }
+
+
+def train(model: VideoLMM, batch: dict, steps: int, lr: float) -> list[float]:
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = model(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+SETUPS = ["blip2_t5", "blip2_opt", "clip_llama"]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_one_batch_trains_only_what_should(folders, setup):
+    torch.manual_seed(0)
+    model = vtc.build_model(model_config(folders, setup))
+    assert model.is_seq2seq == (setup == "blip2_t5")
+    loss = model(frames_batch())
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(
+        name.startswith(("projector.", "compressor.")) or "lora_" in name for name in trainable
+    )
+    assert any("lora_" in name for name in trainable)
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert model.projector.layers[0].weight.grad.abs().sum() > 0
+    before = model(frames_batch()).item()
+    after = train(model, frames_batch(), steps=3, lr=1e-2)[-1]
+    assert after < before
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_overfitting_one_batch(folders, setup):
+    torch.manual_seed(0)
+    model = vtc.build_model(model_config(folders, setup, llm={"mode": "full"}))
+    losses = train(model, frames_batch(), steps=100, lr=3e-3)
+    assert losses[-1] < 0.2 * losses[0], (losses[0], losses[-1])
+    prediction = model.predict(clip(0, 3), QUERIES[0])
+    assert prediction["valid"], prediction
+    assert prediction["window"] == pytest.approx(WINDOWS[0])
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_predict_returns_window_or_invalid(folders, setup):
+    torch.manual_seed(0)
+    model = vtc.build_model(model_config(folders, setup))
+    prediction = model.predict(clip(2), "the person sits down", num_beams=2)
+    assert set(prediction) == {"text", "window", "valid"}
+    assert isinstance(prediction["text"], str)
+    if prediction["valid"]:
+        start, end = prediction["window"]
+        assert 0 <= start <= end <= DURATION
+    else:
+        assert prediction["window"] is None
+
+
+@pytest.mark.parametrize(
+    ("setup", "mode"), [("blip2_t5", "lora"), ("blip2_opt", "lora"), ("clip_llama", "full")]
+)
+def test_save_load_round_trip(folders, setup, mode, tmp_path):
+    torch.manual_seed(0)
+    compressor = {"name": "resampler2d", "num_queries": 4, "depth": 1, "num_heads": 4}
+    model = vtc.build_model(model_config(folders, setup, compressor=compressor, llm={"mode": mode}))
+    train(model, frames_batch(), steps=5, lr=1e-2)
+    model.save_pretrained(tmp_path)
+    saved = {path.name for path in tmp_path.rglob("*") if path.is_file()}
+    expected_weights = "adapter.safetensors" if mode == "lora" else "llm.safetensors"
+    assert {"config.json", "projector.safetensors", "model.safetensors", expected_weights} <= saved
+    assert not any(name.endswith(".tmp") for name in saved)
+    loaded = VideoLMM.from_pretrained(tmp_path)
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(frames_batch()), model(frames_batch()))
+    for seed, query in zip((0, 1), QUERIES, strict=True):
+        assert loaded.predict(clip(seed), query) == model.predict(clip(seed), query)
+
+
+def test_frozen_language_model_trains_only_compressor_and_projector(folders):
+    compressor = {"name": "tokenlearner", "num_tokens": 4, "bottleneck": 16}
+    model = vtc.build_model(
+        model_config(folders, "clip_llama", compressor=compressor, llm={"mode": "frozen"})
+    )
+    trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"compressor", "projector"}
+    model(frames_batch()).backward()
+    assert all(p.grad is not None for p in model.compressor.parameters())
+
+
+def test_stac_lora_defaults_on_t5(folders):
+    model = vtc.build_model(model_config(folders, "blip2_t5"))
+    lora = model.llm.peft_config["default"]
+    assert (lora.r, lora.lora_alpha) == (8, 32)
+    assert set(lora.target_modules) == {"q", "k", "v", "o", "wi_0", "wi_1", "wo"}
+
+
+def test_blip2_linear_projector_starts_from_language_projection(folders):
+    from transformers import Blip2ForConditionalGeneration
+
+    model = vtc.build_model(model_config(folders, "blip2_opt"))
+    blip2 = Blip2ForConditionalGeneration.from_pretrained(folders["blip2_opt"])
+    torch.testing.assert_close(model.projector.layers[0].weight, blip2.language_projection.weight)
+
+
+@pytest.mark.parametrize("name", vtc.list_compressors())
+def test_every_registered_compressor_plugs_in(folders, name):
+    if name not in COMPRESSOR_KWARGS:
+        pytest.skip(f"no small test config for compressor {name!r} yet: add one to COMPRESSOR_KWARGS")
+    torch.manual_seed(0)
+    config = {
+        "encoder": None,
+        "feature_dim": 32,
+        "compressor": {"name": name, **COMPRESSOR_KWARGS[name]},
+        "llm": {"path": str(folders["llama"]), "mode": "lora"},
+    }
+    model = vtc.build_model(config)
+    batch = {
+        "features": torch.randn(2, 4, 16, 32),
+        "timestamps": torch.arange(4.0).expand(2, 4),
+        "query": QUERIES,
+        "window": WINDOWS,
+    }
+    losses = train(model, batch, steps=3, lr=1e-2)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+
+
+def test_timestamp_tokens_precede_each_frame(folders):
+    model = vtc.build_model(model_config(folders, "clip_llama", timestamp_tokens=True))
+    plain = vtc.build_model(model_config(folders, "clip_llama"))
+    batch = frames_batch()
+    with_times = model.visual_embeddings(model.compress(batch))
+    without = plain.visual_embeddings(plain.compress(batch))
+    marker_lengths = [len(model.embed_text(f"{t:.1f}s")[0]) for t in batch["timestamps"][0].tolist()]
+    assert len(with_times[0]) == len(without[0]) + sum(marker_lengths)
+    assert torch.isfinite(model(batch))
+
+
+def test_yaml_config_and_bad_inputs(folders, tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text(yaml.safe_dump(model_config(folders, "clip_llama", compressor={"name": "frame-mean"})))
+    model = vtc.build_model(path)
+    assert model.compressor.registry_name == "frame-mean"
+    bad = frames_batch()
+    bad["timestamps"] = [bad["timestamps"][0][:2], bad["timestamps"][1]]
+    with pytest.raises(ValueError, match="one entry per frame"):
+        model(bad)
+    with pytest.raises(ValueError, match=r"llm\.path"):
+        vtc.build_model({"encoder": {"type": "tiny"}})
+    with pytest.raises(ValueError, match="unknown model config key"):
+        vtc.build_model({**model_config(folders, "clip_llama"), "lr": 1})
+    features = {
+        "features": torch.randn(1, 2, 16, 8),
+        "timestamps": torch.zeros(1, 2),
+        "query": ["x"],
+        "window": [(0, 1)],
+    }
+    with pytest.raises(ValueError, match="D=32"):
+        vtc.build_model({"feature_dim": 32, "llm": {"path": str(folders["llama"])}})(features)
+
+
+def test_4bit_lora_trains_a_step(folders):
+    pytest.importorskip(
+        "bitsandbytes", reason="bitsandbytes (the quant extra) is not installed on this machine"
+    )
+    try:
+        model = vtc.build_model(
+            model_config(folders, "clip_llama", llm={"mode": "lora", "load_in_4bit": True})
+        )
+    except (RuntimeError, ValueError) as error:
+        pytest.skip(f"bitsandbytes cannot load a 4-bit model on this CPU: {error}")
+    losses = train(model, frames_batch(), steps=2, lr=1e-2)
+    assert all(torch.isfinite(torch.tensor(losses)))
