@@ -169,19 +169,23 @@ def validate_inputs(
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and an atomic rename."""
+    """Write `text` to `path` through a synced temporary file and an atomic rename."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
         handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
         temporary = Path(handle.name)
     os.replace(temporary, path)
 
 
 def atomic_save_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """`safetensors.torch.save_file` through a temporary file and an atomic rename."""
+    """`safetensors.torch.save_file` through a synced temporary file and an atomic rename."""
     handle, name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(handle)
     try:
         save_file(tensors, name, metadata=metadata)
+        with open(name, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(name, path)
     finally:
         if os.path.exists(name):
