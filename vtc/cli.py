@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "score predictions against ground truth (moment retrieval or multiple choice)",
     ),
     "data": ("vtc.data.cli", "data tools: write the synthetic benchmark as mp4 files and annotations"),
+    "features": ("vtc.encoders.cli", "encode videos once into a resumable feature cache (safetensors shards)"),
 }
 
 

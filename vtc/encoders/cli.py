@@ -1,0 +1,119 @@
+"""`vtc features extract`: encode videos once into a resumable feature cache (see `vtc.encoders.cache`).
+
+    vtc features extract --videos DIR --out CACHE --encoder clip --encoder-path /models/clip-vit-l --num-frames 32
+    torchrun --nproc-per-node 4 -m vtc.cli features extract --annotations train.jsonl --video-dir videos ...
+
+Run it again after an interruption: cached videos are skipped. Under `torchrun` / `accelerate launch` every
+process extracts its own share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from typing import Any
+
+import torch
+
+from vtc.encoders import ENCODERS, build_encoder
+from vtc.encoders.base import VisionEncoder
+from vtc.encoders.cache import extract_features, list_annotated_videos, list_video_directory, rank_and_world_size
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    extract = commands.add_parser("extract", help="encode videos into a feature cache")
+    source = extract.add_mutually_exclusive_group(required=True)
+    source.add_argument("--videos", help="a folder of videos")
+    source.add_argument("--annotations", help="a JSON-lines file whose lines name a `video` (or `vid`)")
+    extract.add_argument("--video-dir", help="where --annotations videos live (default: the file's folder)")
+    extract.add_argument("--glob", help="with --videos: files to take (default: any video extension)")
+    extract.add_argument("--out", required=True, help="the cache folder")
+    extract.add_argument(
+        "--encoder",
+        required=True,
+        help=f"one of {', '.join(sorted(ENCODERS))}, or an importable `module:factory` returning a VisionEncoder",
+    )
+    extract.add_argument("--encoder-path", help="local folder of the encoder's weights (Hugging Face format)")
+    extract.add_argument(
+        "--encoder-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra encoder argument, VALUE read as JSON when it parses (repeatable)",
+    )
+    sampling = extract.add_mutually_exclusive_group()
+    sampling.add_argument("--num-frames", type=int, help="frames sampled uniformly per video (default 32)")
+    sampling.add_argument("--fps", type=float, help="instead: at most this many frames per second")
+    extract.add_argument("--size", type=int, help="resize frames to this shorter side before encoding")
+    extract.add_argument("--videos-per-shard", type=int, default=16)
+    extract.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="stored token dtype")
+    extract.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    extract.add_argument("--seed", type=int, default=0, help="seed for encoders built with random weights")
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`["chunk_size=8", "output=patches"]` -> `{"chunk_size": 8, "output": "patches"}`."""
+    options = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--encoder-option must be KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def load_encoder(name: str, path: str | None, options: dict[str, Any]) -> VisionEncoder:
+    """A registered encoder type (`build_encoder`), or the `module:factory` callable's result."""
+    arguments = dict(options, **({"path": path} if path else {}))
+    if ":" not in name:
+        return build_encoder({"type": name, **arguments})
+    module_name, _, attribute = name.partition(":")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    encoder = factory(**arguments)
+    if not isinstance(encoder, VisionEncoder):
+        raise TypeError(f"{name} returned a {type(encoder).__name__}, not a VisionEncoder")
+    return encoder
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.videos:
+        listing = list_video_directory(args.videos, args.glob)
+    else:
+        listing = list_annotated_videos(args.annotations, args.video_dir)
+    for problem in listing.missing:
+        print(f"skipped: {problem}")
+    options = parse_options(args.encoder_option)
+    sampling = {"num_frames": args.num_frames or (None if args.fps else 32), "fps": args.fps, "size": args.size}
+    sampling = {key: value for key, value in sampling.items() if value is not None}
+    settings = {
+        "encoder": args.encoder,
+        "encoder_path": args.encoder_path,
+        "encoder_options": options,
+        "sampling": sampling,
+        "dtype": args.dtype,
+        "seed": args.seed,
+    }
+    torch.manual_seed(args.seed)
+    encoder = load_encoder(args.encoder, args.encoder_path, options).to(args.device).eval()
+    rank, world_size = rank_and_world_size()
+    report = extract_features(
+        listing.videos,
+        encoder,
+        args.out,
+        sampling=sampling,
+        videos_per_shard=args.videos_per_shard,
+        dtype=DTYPES[args.dtype],
+        rank=rank,
+        world_size=world_size,
+        settings=settings,
+    )
+    print(report)
+    print(f"{len(listing.missing)} annotation lines named no readable video")
+    return 0
