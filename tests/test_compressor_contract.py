@@ -34,15 +34,18 @@ NAMES = vtc.list_compressors()
 
 def make(name: str) -> Compressor:
     if name not in SMALL_KWARGS:
-        pytest.fail(
-            f"compressor {name!r} is registered but has no small test config in SMALL_KWARGS; add one"
-        )
+        pytest.fail(f"compressor {name!r} is registered but has no small test config in SMALL_KWARGS; add one")
     torch.manual_seed(0)
     return create_compressor(name, dim=DIM, **SMALL_KWARGS[name]).eval()
 
 
 def video(frames: int = FRAMES) -> torch.Tensor:
     return torch.randn(BATCH, frames, PER_FRAME, DIM)
+
+
+def test_every_registered_compressor_has_a_small_test_config():
+    missing = sorted(set(NAMES) - set(SMALL_KWARGS))
+    assert not missing, f"add small test configs to SMALL_KWARGS for: {missing}"
 
 
 def test_baselines_are_registered():

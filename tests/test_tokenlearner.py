@@ -11,9 +11,7 @@ from vtc.compressors import create_compressor
 
 def learner(version="1.1", **kwargs):
     torch.manual_seed(0)
-    return create_compressor(
-        "tokenlearner", dim=16, num_tokens=4, version=version, bottleneck=8, **kwargs
-    ).eval()
+    return create_compressor("tokenlearner", dim=16, num_tokens=4, version=version, bottleneck=8, **kwargs).eval()
 
 
 def test_v11_maps_are_a_softmax_over_space_not_channels():
@@ -33,9 +31,7 @@ def test_v10_layout_matches_an_explicit_permuted_convolution_on_a_non_square_gri
     model = learner("1.0", grid=(2, 6))
     tokens = torch.randn(3, 2, 12, 16)
     out = model(tokens)
-    grid = F.layer_norm(
-        tokens.reshape(6, 2, 6, 16), (16,), model.learner.norm.weight, model.learner.norm.bias
-    )
+    grid = F.layer_norm(tokens.reshape(6, 2, 6, 16), (16,), model.learner.norm.weight, model.learner.norm.bias)
     maps = grid.permute(0, 3, 1, 2)
     for index, conv in enumerate(c for c in model.learner.convs if isinstance(c, torch.nn.Conv2d)):
         maps = F.conv2d(maps if index == 0 else F.gelu(maps), conv.weight, padding=1)

@@ -191,9 +191,7 @@ def test_patch_with_r_zero_equals_the_original_under_any_attention_implementatio
     with torch.no_grad():
         reference = model(pixel_values=pixels).last_hidden_state
         patch_vision_encoder(model, r=0)
-        torch.testing.assert_close(
-            model(pixel_values=pixels).last_hidden_state, reference, atol=1e-5, rtol=1e-5
-        )
+        torch.testing.assert_close(model(pixel_values=pixels).last_hidden_state, reference, atol=1e-5, rtol=1e-5)
         patch_vision_encoder(model, r=3)
         merged_sdpa = model(pixel_values=pixels).last_hidden_state
         model.set_attn_implementation("eager")
@@ -203,9 +201,7 @@ def test_patch_with_r_zero_equals_the_original_under_any_attention_implementatio
 
 def test_proportional_attention_counts_a_merged_token_as_its_size():
     """Two identical size-1 keys get the same total attention as one such key of size 2 (ToMe Eq. 1)."""
-    attention = next(
-        module for module in tiny_vit("clip").modules() if hasattr(module, "self_attn")
-    ).self_attn
+    attention = next(module for module in tiny_vit("clip").modules() if hasattr(module, "self_attn")).self_attn
     torch.manual_seed(3)
     x = torch.randn(1, 4, 32)
     duplicated = torch.cat([x, x[:, 3:]], dim=1)

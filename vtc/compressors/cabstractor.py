@@ -20,9 +20,10 @@ class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channels of `[B, C, H, W]`."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(
-            x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps
-        ).permute(0, 3, 1, 2)
+        """`[B, C, H, W]` -> `[B, C, H, W]`."""
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps).permute(
+            0, 3, 1, 2
+        )
 
 
 class SqueezeExcite(nn.Module):
@@ -34,6 +35,7 @@ class SqueezeExcite(nn.Module):
         self.expand = nn.Conv2d(reduced, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """`[B, C, H, W]` -> `[B, C, H, W]`."""
         return x * self.expand(F.silu(self.reduce(x.mean(dim=(2, 3), keepdim=True)))).sigmoid()
 
 
@@ -43,23 +45,17 @@ class Bottleneck(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 1, bias=False), ChannelLayerNorm(out_channels)
-        )
+        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), ChannelLayerNorm(out_channels))
         self.conv2 = nn.Sequential(
             nn.Conv2d(out_channels, out_channels, 3, padding=1, groups=out_channels, bias=False),
             ChannelLayerNorm(out_channels),
         )
         self.se = SqueezeExcite(out_channels, max(1, round(in_channels * 0.25)))
-        self.conv3 = nn.Sequential(
-            nn.Conv2d(out_channels, out_channels, 1, bias=False), ChannelLayerNorm(out_channels)
-        )
+        self.conv3 = nn.Sequential(nn.Conv2d(out_channels, out_channels, 1, bias=False), ChannelLayerNorm(out_channels))
         self.shortcut = (
             nn.Identity()
             if in_channels == out_channels
-            else nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, bias=False), ChannelLayerNorm(out_channels)
-            )
+            else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), ChannelLayerNorm(out_channels))
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -70,9 +66,7 @@ class Bottleneck(nn.Module):
 
 def res_stage(depth: int, in_channels: int, out_channels: int) -> nn.Sequential:
     """`depth` bottleneck blocks, the first one changing the width."""
-    return nn.Sequential(
-        *(Bottleneck(in_channels if i == 0 else out_channels, out_channels) for i in range(depth))
-    )
+    return nn.Sequential(*(Bottleneck(in_channels if i == 0 else out_channels, out_channels) for i in range(depth)))
 
 
 @register_compressor("cabstractor")
@@ -81,7 +75,9 @@ class CAbstractor(Compressor):
 
     `grid_out=(gh, gw)` fixes the pooled grid; when None it is the grid a `kernel=(kh, kw)` pooling would
     give, `(ceil(H/kh), ceil(W/kw))` (default 2x2; MambaMia's 10x1 variant is `kernel=(10, 1)`). Pooling is
-    adaptive average pooling as in Honeybee, so any grid size works.
+    adaptive average pooling as in Honeybee, so any grid size works. Honeybee's learned positional embedding of
+    the input grid is left out: it ties the module to one grid size, and the vision encoder's tokens already
+    carry positions.
     """
 
     def __init__(
@@ -94,9 +90,7 @@ class CAbstractor(Compressor):
         grid: tuple[int, int] | None = None,
     ) -> None:
         hidden_dim = dim if hidden_dim is None else hidden_dim
-        super().__init__(
-            dim=dim, hidden_dim=hidden_dim, depth=depth, grid_out=grid_out, kernel=kernel, grid=grid
-        )
+        super().__init__(dim=dim, hidden_dim=hidden_dim, depth=depth, grid_out=grid_out, kernel=kernel, grid=grid)
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.grid_out = optional_grid(grid_out)

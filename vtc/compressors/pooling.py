@@ -44,9 +44,7 @@ class AvgPool2d(Compressor):
     Edges that do not fill a window are pooled over the cells they have (ceil mode), so no patch is dropped.
     """
 
-    def __init__(
-        self, dim: int, pool: int | tuple[int, int] = 2, grid: tuple[int, int] | None = None
-    ) -> None:
+    def __init__(self, dim: int, pool: int | tuple[int, int] = 2, grid: tuple[int, int] | None = None) -> None:
         super().__init__(dim=dim, pool=pool, grid=grid)
         self.pool = as_pair(pool)
         self.grid = optional_grid(grid)
@@ -65,18 +63,14 @@ class AvgPool2d(Compressor):
 class Bilinear(Compressor):
     """Per-frame bilinear resize of the patch grid to `size` (half-pixel centres, no anti-aliasing)."""
 
-    def __init__(
-        self, dim: int, size: int | tuple[int, int] = 4, grid: tuple[int, int] | None = None
-    ) -> None:
+    def __init__(self, dim: int, size: int | tuple[int, int] = 4, grid: tuple[int, int] | None = None) -> None:
         super().__init__(dim=dim, size=size, grid=grid)
         self.size = as_pair(size)
         self.grid = optional_grid(grid)
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, H*W, D]` -> `[B, T * size_h * size_w, D]`."""
-        resized = F.interpolate(
-            to_grid(tokens, self.grid), size=self.size, mode="bilinear", align_corners=False
-        )
+        resized = F.interpolate(to_grid(tokens, self.grid), size=self.size, mode="bilinear", align_corners=False)
         return per_frame_output(from_grid(resized, tokens.shape[0]), timestamps, frame_mask)
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
@@ -114,9 +108,7 @@ class AvgPool3d(Compressor):
         valid = frame_mask.gather(1, order)
         windows = ceil_div(frames, self.temporal_pool)
         padded_frames = windows * self.temporal_pool - frames
-        weights = F.pad(valid.to(tokens.dtype), (0, padded_frames)).reshape(
-            batch, windows, self.temporal_pool
-        )
+        weights = F.pad(valid.to(tokens.dtype), (0, padded_frames)).reshape(batch, windows, self.temporal_pool)
         packed = F.pad(gather_rows(tokens, order), (0, 0, 0, 0, 0, padded_frames))
         packed = packed.reshape(batch, windows, self.temporal_pool, *tokens.shape[2:])
         frame_sum = (packed * weights[..., None, None]).sum(dim=2)
@@ -127,9 +119,7 @@ class AvgPool3d(Compressor):
         window_times = window_times.sum(dim=2) / count.clamp_min(1)
         output = per_frame_output(from_grid(pooled, batch), window_times, count > 0)
         first_frame = order[:, :: self.temporal_pool]
-        output.frame_index = first_frame.gather(1, output.frame_index.clamp_min(0)).masked_fill(
-            ~output.mask, -1
-        )
+        output.frame_index = first_frame.gather(1, output.frame_index.clamp_min(0)).masked_fill(~output.mask, -1)
         return output
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:

@@ -87,9 +87,7 @@ class Resampler2d(Compressor):
         """`[B, T, N, D]` -> `[B, T * num_queries, D]`, frame-major; padded frames dropped."""
         batch, frames, per_frame, channels = tokens.shape
         latents, _ = self.resampler(tokens.reshape(batch * frames, per_frame, channels))
-        return per_frame_output(
-            latents.reshape(batch, frames, self.num_queries, channels), timestamps, frame_mask
-        )
+        return per_frame_output(latents.reshape(batch, frames, self.num_queries, channels), timestamps, frame_mask)
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
         return num_frames * self.num_queries

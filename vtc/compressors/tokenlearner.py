@@ -40,9 +40,7 @@ class TokenLearnerV10(nn.Module):
     differs only by the factor N, so the mean is used.
     """
 
-    def __init__(
-        self, dim: int, num_tokens: int, grid: tuple[int, int] | None = None, num_layers: int = 4
-    ) -> None:
+    def __init__(self, dim: int, num_tokens: int, grid: tuple[int, int] | None = None, num_layers: int = 4) -> None:
         super().__init__()
         self.grid = grid
         self.norm = nn.LayerNorm(dim)
@@ -96,9 +94,7 @@ class TokenLearner(Compressor):
         """`[B, T, N, D]` -> `[B, T * num_tokens, D]`, frame-major; padded frames dropped."""
         batch, frames, per_frame, channels = tokens.shape
         learned = self.learner(tokens.reshape(batch * frames, per_frame, channels))
-        return per_frame_output(
-            learned.reshape(batch, frames, self.num_tokens, channels), timestamps, frame_mask
-        )
+        return per_frame_output(learned.reshape(batch, frames, self.num_tokens, channels), timestamps, frame_mask)
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
         return num_frames * self.num_tokens

@@ -123,9 +123,7 @@ class ToMe(Compressor):
             kept = merged.shape[1]
             size = size.reshape(batch, frames, kept)
             output = per_frame_output(merged.reshape(batch, frames, kept, channels), timestamps, frame_mask)
-            output.aux["size"] = per_frame_output(size.unsqueeze(-1), timestamps, frame_mask).tokens.squeeze(
-                -1
-            )
+            output.aux["size"] = per_frame_output(size.unsqueeze(-1), timestamps, frame_mask).tokens.squeeze(-1)
             return output
         return self._compress_clip(tokens, timestamps, frame_mask)
 
@@ -205,9 +203,7 @@ def _tome_layer_forward(
 ) -> Tensor:
     """Pre-norm Transformer layer with proportional attention and a ToMe merge between attention and MLP."""
     if attention_mask is not None:
-        raise ValueError(
-            "ToMe-patched vision layers do not take an attention_mask (token counts change per layer)"
-        )
+        raise ValueError("ToMe-patched vision layers do not take an attention_mask (token counts change per layer)")
     state = layer._tome_state
     size = state["size"]
     attended, keys = _proportional_attention(layer.self_attn, layer.layer_norm1(hidden_states), size)
@@ -252,6 +248,4 @@ def _merge_after_cls(
     merged, merged_size, _ = merge_tokens(
         hidden_states[:, start:], state["r"], metric=metric[:, start:], size=size[:, start:]
     )
-    return torch.cat([hidden_states[:, :start], merged], dim=1), torch.cat(
-        [size[:, :start], merged_size], dim=1
-    )
+    return torch.cat([hidden_states[:, :start], merged], dim=1), torch.cat([size[:, :start], merged_size], dim=1)
