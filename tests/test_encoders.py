@@ -85,8 +85,18 @@ def test_image_settings_from_folder_and_fallback(tmp_path):
     )
     settings = read_image_settings(tmp_path, 224, (0.5,) * 3, (0.5,) * 3)
     assert settings.size == (24, 24) and settings.mean == (0.1, 0.2, 0.3) and settings.std == (0.4, 0.5, 0.6)
+    assert settings.center_crop
     fallback = read_image_settings(tmp_path / "missing", 64, (0.5,) * 3, (0.25,) * 3)
     assert fallback.size == (64, 64) and fallback.std == (0.25,) * 3
+
+
+def test_center_crop_keeps_the_aspect_ratio():
+    settings = ImageSettings(size=(8, 8), mean=(0.0,) * 3, std=(1.0,) * 3, rescale_factor=1.0, center_crop=True)
+    frames = torch.zeros(1, 16, 32, 3, dtype=torch.uint8)
+    frames[:, :, 2:30] = 200  # only the middle half of a 2:1 frame survives a square centre crop
+    pixels = preprocess_frames(frames, settings)
+    assert pixels.shape == (1, 3, 8, 8)
+    torch.testing.assert_close(pixels, torch.full_like(pixels, 200.0), rtol=0, atol=0.5)
 
 
 def test_preprocess_resizes_and_normalises():

@@ -27,12 +27,17 @@ HALF = (0.5, 0.5, 0.5)
 
 @dataclass(frozen=True)
 class ImageSettings:
-    """Resize target and normalisation of an image processor."""
+    """Resize target and normalisation of an image processor.
+
+    With `center_crop` (CLIP), frames are resized so their shorter side is `size`'s and then centre-cropped to
+    `size`, keeping the aspect ratio; otherwise they are resized to `size` directly (BLIP-2, SigLIP).
+    """
 
     size: tuple[int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     rescale_factor: float = 1 / 255
+    center_crop: bool = False
 
 
 def read_image_settings(
@@ -40,12 +45,13 @@ def read_image_settings(
 ) -> ImageSettings:
     """Image settings from `path/preprocessor_config.json`, falling back to `image_size`, `mean` and `std`.
 
-    `size` may be `{"height", "width"}`, `{"shortest_edge"}` (a square, as CLIP's centre crop ends) or an int.
+    `size` may be `{"height", "width"}`, `{"shortest_edge"}` or an int; with `do_center_crop`, `crop_size` is the
+    output size.
     """
     file = Path(path) / PREPROCESSOR_NAME
     saved: dict[str, Any] = json.loads(file.read_text()) if file.exists() else {}
-    crop = saved.get("crop_size") if saved.get("do_center_crop") else None
-    size = crop or saved.get("size", image_size)
+    center_crop = bool(saved.get("do_center_crop")) and "crop_size" in saved
+    size = saved["crop_size"] if center_crop else saved.get("size", image_size)
     if isinstance(size, dict):
         edge = size.get("shortest_edge", image_size)
         size = (size.get("height", edge), size.get("width", edge))
@@ -56,6 +62,7 @@ def read_image_settings(
         mean=tuple(saved.get("image_mean", mean)),
         std=tuple(saved.get("image_std", std)),
         rescale_factor=float(saved.get("rescale_factor", 1 / 255)),
+        center_crop=center_crop,
     )
 
 
@@ -72,13 +79,18 @@ def check_frames(frames: Tensor) -> None:
 
 
 def preprocess_frames(frames: Tensor, settings: ImageSettings, dtype: torch.dtype = torch.float32) -> Tensor:
-    """uint8 `[T, H, W, 3]` -> normalised `[T, 3, h, w]` (bicubic, antialiased resize to `settings.size`)."""
+    """uint8 `[T, H, W, 3]` -> normalised `[T, 3, h, w]` (bicubic antialiased resize, optional centre crop)."""
     pixels = frames.permute(0, 3, 1, 2).float()
-    if tuple(pixels.shape[-2:]) != settings.size:
-        pixels = F.interpolate(
-            pixels, size=settings.size, mode="bicubic", antialias=True, align_corners=False
-        )
+    height, width = settings.size
+    resized = settings.size
+    if settings.center_crop:
+        scale = max(height / pixels.shape[-2], width / pixels.shape[-1])
+        resized = (max(height, round(pixels.shape[-2] * scale)), max(width, round(pixels.shape[-1] * scale)))
+    if tuple(pixels.shape[-2:]) != resized:
+        pixels = F.interpolate(pixels, size=resized, mode="bicubic", antialias=True, align_corners=False)
         pixels = pixels.clamp(0, 255)
+    top, left = (resized[0] - height) // 2, (resized[1] - width) // 2
+    pixels = pixels[..., top : top + height, left : left + width]
     mean = torch.tensor(settings.mean, device=pixels.device).view(1, 3, 1, 1)
     std = torch.tensor(settings.std, device=pixels.device).view(1, 3, 1, 1)
     return ((pixels * settings.rescale_factor - mean) / std).to(dtype)
@@ -115,9 +127,7 @@ class HFVisionEncoder(VisionEncoder):
     Subclasses implement `encode_pixels` (`[t, 3, h, w]` -> `[t, N, D]`).
     """
 
-    def __init__(
-        self, settings: ImageSettings, output_dim: int, tokens_per_frame: int, chunk_size: int
-    ) -> None:
+    def __init__(self, settings: ImageSettings, output_dim: int, tokens_per_frame: int, chunk_size: int) -> None:
         super().__init__()
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -159,9 +169,7 @@ class CLIPVisionEncoder(HFVisionEncoder):
     ) -> None:
         from transformers import CLIPVisionModel
 
-        model = CLIPVisionModel.from_pretrained(
-            path, local_files_only=True, **quantization_kwargs(load_in_4bit)
-        )
+        model = CLIPVisionModel.from_pretrained(path, local_files_only=True, **quantization_kwargs(load_in_4bit))
         config = model.config
         settings = read_image_settings(path, config.image_size, CLIP_MEAN, CLIP_STD)
         patches = (settings.size[0] // config.patch_size) * (settings.size[1] // config.patch_size)
@@ -182,9 +190,7 @@ class SiglipVisionEncoder(HFVisionEncoder):
     def __init__(self, path: str | os.PathLike, chunk_size: int = 32, load_in_4bit: bool = False) -> None:
         from transformers import SiglipVisionModel
 
-        model = SiglipVisionModel.from_pretrained(
-            path, local_files_only=True, **quantization_kwargs(load_in_4bit)
-        )
+        model = SiglipVisionModel.from_pretrained(path, local_files_only=True, **quantization_kwargs(load_in_4bit))
         config = model.config
         settings = read_image_settings(path, config.image_size, HALF, HALF)
         patches = (settings.size[0] // config.patch_size) * (settings.size[1] // config.patch_size)
@@ -219,9 +225,7 @@ class Blip2VisionEncoder(HFVisionEncoder):
             dim, tokens = query_tokens.shape[-1], query_tokens.shape[-2]
         else:
             dim = vision_config.hidden_size
-            tokens = (settings.size[0] // vision_config.patch_size) * (
-                settings.size[1] // vision_config.patch_size
-            )
+            tokens = (settings.size[0] // vision_config.patch_size) * (settings.size[1] // vision_config.patch_size)
         super().__init__(settings, dim, tokens, chunk_size)
         self.vision_model = freeze(vision_model)
         self.qformer = freeze(qformer)
