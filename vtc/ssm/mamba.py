@@ -360,16 +360,19 @@ class MambaBlock(nn.Module):
             raise ValueError(f"mixer must be one of {sorted(MIXERS)}, got {mixer!r}")
         if norm not in ("rmsnorm", "layernorm"):
             raise ValueError(f"norm must be 'rmsnorm' or 'layernorm', got {norm!r}")
+        self.d_model = d_model
         self.norm = RMSNorm(d_model) if norm == "rmsnorm" else nn.LayerNorm(d_model)
         self.mixer = MIXERS[mixer](d_model, **mixer_kwargs)
 
     def forward_with_state(self, x: Tensor, state: MambaState | None = None) -> MixerOutput:
         """`[B, L, d_model]` -> residual output, mixer state, mixer delta."""
+        _check_sequence(x, self.d_model)
         out = self.mixer.forward_with_state(self.norm(x), state)
         return MixerOutput(x + out.hidden, out.state, out.delta)
 
     def forward(self, x: Tensor) -> Tensor:
         """`[B, L, d_model] -> [B, L, d_model]`."""
+        _check_sequence(x, self.d_model)
         return x + self.mixer(self.norm(x))
 
     def init_state(self, batch_size: int, device: torch.device | None = None) -> MambaState:
