@@ -77,9 +77,7 @@ class LoadReport:
         return self
 
 
-def locate_video(
-    video_dir: str | os.PathLike | None, video_id: str, video_path: str | None = None
-) -> Path | None:
+def locate_video(video_dir: str | os.PathLike | None, video_id: str, video_path: str | None = None) -> Path | None:
     """A video's file: `video_path` (under `video_dir` when given), else `video_dir/video_id.<ext>` for the
     first known extension that exists; None when not found."""
     if video_path is not None:

@@ -67,9 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--num-videos", type=int, default=16)
     synth.add_argument("--duration", type=float, default=30.0, help="seconds per video")
     synth.add_argument("--fps", type=float, default=2.0)
-    synth.add_argument(
-        "--frame-size", type=int, nargs="+", default=[64], metavar="PIXELS", help="side or H W"
-    )
+    synth.add_argument("--frame-size", type=int, nargs="+", default=[64], metavar="PIXELS", help="side or H W")
     synth.add_argument("--num-distractors", type=int, default=4)
     synth.add_argument("--event-length", type=float, nargs=2, default=[4.0, 12.0], metavar=("MIN", "MAX"))
     synth.add_argument("--variant", choices=VARIANTS, default="moment")

@@ -75,9 +75,7 @@ def read_durations(csv_path: str | os.PathLike) -> dict[str, float]:
     with Path(csv_path).open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"id", "length"} <= set(reader.fieldnames):
-            raise ValueError(
-                f"{csv_path}: expected a csv with `id` and `length` columns, got {reader.fieldnames}"
-            )
+            raise ValueError(f"{csv_path}: expected a csv with `id` and `length` columns, got {reader.fieldnames}")
         durations = {}
         for row in reader:
             try:
@@ -114,18 +112,14 @@ def _add_item(
     report.clamped += clamped
     if any(end <= start for start, end in windows):
         report.skipped_bad_window += 1
-        report.note(
-            line_number, f"a window has end <= start within duration {duration}: {fields['windows']!r}"
-        )
+        report.note(line_number, f"a window has end <= start within duration {duration}: {fields['windows']!r}")
         return
     qid = fields["qid"] if fields["qid"] is not None else str(report.loaded + report.missing_video)
     path = locate_video(video_dir, fields["video_id"], video_path)
     if path is None and (video_dir is not None or video_path is not None):
         report.note_missing_video(fields["video_id"])
         return
-    items.append(
-        MomentItem(str(qid), fields["video_id"], path, fields["query"], tuple(windows), float(duration))
-    )
+    items.append(MomentItem(str(qid), fields["video_id"], path, fields["query"], tuple(windows), float(duration)))
     report.loaded += 1
 
 

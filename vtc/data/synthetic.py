@@ -230,9 +230,7 @@ class SyntheticMoments(Dataset):
         new_colour = str(rng.choice([c for c in COLOURS if c != target_colour]))
         frames = render_background(rng, times, self.height, self.width)
         for distractor in range(self.num_distractors):
-            composite(
-                frames, self.distractor_track(rng, times, side, target_colour, target_shape, distractor)
-            )
+            composite(frames, self.distractor_track(rng, times, side, target_colour, target_shape, distractor))
         target = self.target_track(rng, times, side, target_shape, target_colour, event, window, new_colour)
         composite(frames, target)
         name = f"the {target_colour} {target_shape}"
@@ -315,14 +313,10 @@ class SyntheticMoments(Dataset):
         x0, y0 = rng.uniform(low_x, max(high_x, low_x)), rng.uniform(low_y, max(high_y, low_y))
         x = x0 + step_x * MOVE_DISTANCE * self.width * progress
         y = y0 + step_y * MOVE_DISTANCE * self.height * progress
-        scale = {"grows": 1.0 + 0.8 * progress, "shrinks": 1.6 - 0.9 * progress}.get(
-            event, np.ones_like(progress)
-        )
+        scale = {"grows": 1.0 + 0.8 * progress, "shrinks": 1.6 - 0.9 * progress}.get(event, np.ones_like(progress))
         alpha = {"appears": progress, "disappears": 1.0 - progress}.get(event, np.ones_like(progress))
         start_rgb = np.asarray(COLOURS[colour], dtype=np.float32)
-        end_rgb = (
-            np.asarray(COLOURS[new_colour], dtype=np.float32) if event == "changes colour" else start_rgb
-        )
+        end_rgb = np.asarray(COLOURS[new_colour], dtype=np.float32) if event == "changes colour" else start_rgb
         rgb = start_rgb + (end_rgb - start_rgb) * progress[:, None]
         return Track(shape, x.astype(np.float32), y.astype(np.float32), radius * scale, alpha, rgb)
 

@@ -41,18 +41,14 @@ def evaluate_files(predictions_path: Path, ground_truth_path: Path) -> dict[str,
         questions = {qid: choice_item_from_record(record, qid) for qid, record in ground_truth.items()}
         answers = {qid: record.get("prediction") for qid, record in predictions.items()}
         return evaluate_choices(answers, questions)
-    windows = {
-        qid: ground_truth_windows(record, str(ground_truth_path)) for qid, record in ground_truth.items()
-    }
+    windows = {qid: ground_truth_windows(record, str(ground_truth_path)) for qid, record in ground_truth.items()}
     ranked = {qid: record.get("pred_relevant_windows") for qid, record in predictions.items()}
     return evaluate_moments(ranked, windows)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", type=Path, required=True, help="predictions, JSON lines with `qid`")
-    parser.add_argument(
-        "--ground-truth", type=Path, required=True, help="ground truth, JSON lines with `qid`"
-    )
+    parser.add_argument("--ground-truth", type=Path, required=True, help="ground truth, JSON lines with `qid`")
     parser.add_argument("--output", type=Path, help="also write the metrics JSON to this file (atomically)")
 
 

@@ -70,9 +70,7 @@ def circular_variants(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     return variants
 
 
-def evaluate_choices(
-    predictions: Mapping[str, Any], questions: Mapping[str, QAItem]
-) -> dict[str, float | int]:
+def evaluate_choices(predictions: Mapping[str, Any], questions: Mapping[str, QAItem]) -> dict[str, float | int]:
     """Accuracy (and circular accuracy where questions carry a `group`) over every question.
 
     Args:
