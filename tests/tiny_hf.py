@@ -16,9 +16,7 @@ VISION = {
     "patch_size": 8,
 }
 SPECIAL = ["<pad>", "</s>", "<unk>"]
-CORPUS_WORDS = (
-    "It starts at and ends seconds when does the person open a door walk sit down find moment video"
-)
+CORPUS_WORDS = "It starts at and ends seconds when does the person open a door walk sit down find moment video"
 
 
 def save_tokenizer(directory: Path) -> int:
@@ -33,14 +31,10 @@ def save_tokenizer(directory: Path) -> int:
         vocab_size=400, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     corpus = [
-        f"It starts at {s}.{d} and ends at {s + 3}.{d} seconds. [[{s}, {s + 2}]]"
-        for s in range(40)
-        for d in range(10)
+        f"It starts at {s}.{d} and ends at {s + 3}.{d} seconds. [[{s}, {s + 2}]]" for s in range(40) for d in range(10)
     ]
     tokenizer.train_from_iterator([*corpus, CORPUS_WORDS] * 3, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     fast.save_pretrained(directory)
     return tokenizer.get_vocab_size()
 

@@ -26,9 +26,7 @@ class TinyVisionEncoder(VisionEncoder):
         self.tokens_per_frame = (image_size // patch_size) ** 2
         self.patch_embed = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
         self.position = nn.Parameter(torch.randn(1, self.tokens_per_frame, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, dim_feedforward=4 * dim, batch_first=True, norm_first=True
-        )
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
 
