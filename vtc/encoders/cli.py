@@ -115,5 +115,6 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
     )
     print(report)
-    print(f"{len(listing.missing)} annotation lines named no readable video")
+    if args.annotations:
+        print(f"{len(listing.missing)} annotation lines named no readable video")
     return 0
