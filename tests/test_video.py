@@ -22,7 +22,7 @@ def needs_real_videos() -> None:
 
 
 def write_video(
-    path: Path, images: list[np.ndarray], times_ms: list[int], rotation: int | None = None
+    path: Path, images: list[np.ndarray], times_ms: list[int], rotation: int | None = None, gop_size: int = 12
 ) -> Path:
     """Encode RGB `images` [H, W, 3] with H.264 at the given presentation times (milliseconds)."""
     with av.open(str(path), "w") as container:
@@ -30,6 +30,7 @@ def write_video(
         stream.height, stream.width = images[0].shape[:2]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = Fraction(1, 1000)
+        stream.codec_context.gop_size = gop_size
         if rotation is not None:
             stream.set_display_rotation(rotation)
         ends_ms = [
@@ -61,6 +62,29 @@ def test_real_videos_decode_to_the_asked_frame_count(num_frames: int) -> None:
         assert clip.duration > 0 and clip.fps > 0
 
 
+def assert_sampled_frames_match_full_decode(path: Path, num_frames: int) -> None:
+    every = load_video(path)
+    sampled = load_video(path, num_frames=num_frames)
+    for frame, timestamp in zip(sampled.frames, sampled.timestamps, strict=True):
+        position = int(torch.searchsorted(every.timestamps, timestamp))
+        assert every.timestamps[position] == timestamp, path.name
+        assert torch.equal(frame, every.frames[position]), f"{path.name} at {timestamp:.3f} s"
+
+
+def test_seeking_gives_the_same_frames_as_decoding_everything(tmp_path: Path) -> None:
+    images = [np.random.default_rng(index).integers(0, 256, (16, 16, 3), dtype=np.uint8) for index in range(60)]
+    path = write_video(tmp_path / "short_gop.mp4", images, [40 * index for index in range(60)], gop_size=5)
+    with av.open(str(path)) as container:
+        assert sum(packet.is_keyframe for packet in container.demux(video=0)) >= 10  # seeks are worth it
+    assert_sampled_frames_match_full_decode(path, num_frames=5)
+
+
+def test_seeking_in_real_videos_gives_the_same_frames_as_decoding_everything() -> None:
+    needs_real_videos()
+    for path in REAL_VIDEOS:
+        assert_sampled_frames_match_full_decode(path, num_frames=7)
+
+
 def test_webm_without_header_duration_gets_its_duration_from_timestamps() -> None:
     needs_real_videos()
     path = VIDEOS / "imageio_test.webm"
@@ -83,9 +107,7 @@ def test_more_frames_than_the_video_has_repeat_in_order() -> None:
 
 
 def test_segment_middles_sample_the_shown_frame(tmp_path: Path) -> None:
-    path = write_video(
-        tmp_path / "steady.mp4", [gray(10 * i) for i in range(20)], [100 * i for i in range(20)]
-    )
+    path = write_video(tmp_path / "steady.mp4", [gray(10 * i) for i in range(20)], [100 * i for i in range(20)])
     clip = load_video(path, num_frames=4)
     assert clip.duration == pytest.approx(2.0)
     # Segment middles 0.25, 0.75, 1.25, 1.75 s are shown by the frames starting at 0.2, 0.7, 1.2, 1.7 s.
