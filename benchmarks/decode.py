@@ -63,10 +63,7 @@ def main() -> None:
         print(json.dumps({"num_frames": args.num_frames, "repeats": args.repeats, "videos": rows}))
         return
     print(f"load_video(num_frames={args.num_frames}) vs decoding every frame (best of {args.repeats})")
-    header = (
-        f"{'video':<32}{'frames':>7}{'sampled ms':>12}{'sampled f/s':>13}"
-        f"{'all ms':>9}{'all f/s':>9}{'speedup':>9}"
-    )
+    header = f"{'video':<32}{'frames':>7}{'sampled ms':>12}{'sampled f/s':>13}{'all ms':>9}{'all f/s':>9}{'speedup':>9}"
     print(header)
     print("-" * len(header))
     for row in rows:

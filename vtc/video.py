@@ -284,9 +284,7 @@ def _warn_if_truncated(
         )
 
 
-def header_duration(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream
-) -> float | None:
+def header_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
     """The video duration the file's header states, or None when it states none.
 
     The stream's own duration first, then its `DURATION` tag (Matroska); the container duration only when the

@@ -23,9 +23,7 @@ _NUMBER = r"(?:\d+:)?\d+(?:\.\d+)?|\.\d+"
 # Readings of a window, most specific first: brackets, the sentence, then loose "X to Y" forms.
 _WINDOW_PATTERNS = [
     re.compile(rf"\[\s*\[?\s*({_NUMBER})\s*s?\s*,\s*({_NUMBER})\s*s?\s*\]"),
-    re.compile(
-        rf"starts?\s+(?:at\s+)?({_NUMBER}).*?ends?\s+(?:at\s+)?({_NUMBER})", re.IGNORECASE | re.DOTALL
-    ),
+    re.compile(rf"starts?\s+(?:at\s+)?({_NUMBER}).*?ends?\s+(?:at\s+)?({_NUMBER})", re.IGNORECASE | re.DOTALL),
     re.compile(
         rf"({_NUMBER})\s*(?:s|sec|secs|seconds?)?\s*(?:to|until|till|and|-|–|—|~)\s*({_NUMBER})",
         re.IGNORECASE,
@@ -51,9 +49,7 @@ def resolve_template(template: str) -> str:
     """A template name from `TEMPLATES`, or a format string with `{start}` and `{end}`."""
     resolved = TEMPLATES.get(template, template)
     if "{start}" not in resolved or "{end}" not in resolved:
-        raise ValueError(
-            f"template must be one of {sorted(TEMPLATES)} or contain {{start}} and {{end}}: {template!r}"
-        )
+        raise ValueError(f"template must be one of {sorted(TEMPLATES)} or contain {{start}} and {{end}}: {template!r}")
     return resolved
 
 
@@ -67,9 +63,7 @@ def format_window(start: float, end: float, template: str = DEFAULT_TEMPLATE, de
     """The answer text of `[start, end]` seconds, e.g. "It starts at 3.5 and ends at 7 seconds."."""
     if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
         raise ValueError(f"need a window with 0 <= start < end, got start={start}, end={end}")
-    return resolve_template(template).format(
-        start=format_seconds(start, decimals), end=format_seconds(end, decimals)
-    )
+    return resolve_template(template).format(start=format_seconds(start, decimals), end=format_seconds(end, decimals))
 
 
 def parse_seconds(text: str) -> float:
