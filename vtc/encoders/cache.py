@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,7 +204,6 @@ def extract_features(
     rank: int | None = None,
     world_size: int | None = None,
     settings: dict[str, Any] | None = None,
-    progress: Callable[[str], None] | None = None,
 ) -> ExtractionReport:
     """Encode this rank's share of `videos` into the cache at `directory`, skipping videos already cached.
 
@@ -219,7 +217,6 @@ def extract_features(
         rank, world_size: this process's share; from the environment when None (`rank_and_world_size`).
         settings: what made the features (encoder, sampling, ...); stored in the index, and a cache made with
             other settings is refused. Defaults to the sampling, dtype and encoder class.
-        progress: called with each video id after it is processed.
 
     Videos that fail to decode are counted in the report and skipped; any other error stops the run, and a
     rerun continues from the last shard written.
@@ -248,21 +245,19 @@ def extract_features(
     for video_id in assigned:
         if video_id in cached:
             report.already_cached += 1
-        else:
-            try:
-                tokens, timestamps, duration = encode_video(encoder, videos[video_id], sampling, dtype)
-            except VideoDecodeError as error:
-                report.failed[video_id] = error.reason
-                logger.warning("skipping %s: %s", video_id, error)
-            else:
-                pending[f"{video_id}/tokens"], pending[f"{video_id}/timestamps"] = tokens, timestamps
-                entries[video_id] = {"frames": tokens.shape[0], "duration": duration}
-                report.extracted += 1
-                if len(entries) == videos_per_shard:
-                    write_shard(directory, rank, next_shard, pending, entries, index)
-                    pending, entries, next_shard = {}, {}, next_shard + 1
-        if progress is not None:
-            progress(video_id)
+            continue
+        try:
+            tokens, timestamps, duration = encode_video(encoder, videos[video_id], sampling, dtype)
+        except VideoDecodeError as error:
+            report.failed[video_id] = error.reason
+            logger.warning("skipping %s: %s", video_id, error)
+            continue
+        pending[f"{video_id}/tokens"], pending[f"{video_id}/timestamps"] = tokens, timestamps
+        entries[video_id] = {"frames": tokens.shape[0], "duration": duration}
+        report.extracted += 1
+        if len(entries) == videos_per_shard:
+            write_shard(directory, rank, next_shard, pending, entries, index)
+            pending, entries, next_shard = {}, {}, next_shard + 1
     if entries:
         write_shard(directory, rank, next_shard, pending, entries, index)
     return report
