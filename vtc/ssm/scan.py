@@ -156,32 +156,30 @@ def _check_scan_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state) -> tu
 
 
 def _chunk_bounds(delta: Tensor, A: Tensor, chunk_size: int) -> list[tuple[int, int]]:
-    """Split [0, length) into chunks of at most `chunk_size` steps whose total log-decay stays below the limit.
-
-    The bound uses the fastest-decaying state of each channel and the worst channel of each step, so it is
-    conservative; with ordinary Mamba parameters every chunk has the full size.
-    """
+    """Split [0, length) into chunks of at most `chunk_size` steps whose log-decay `sum_t delta_t |A|` stays below
+    `MAX_CHUNK_DECAY` for every channel and state; with ordinary Mamba parameters every chunk has the full size, and a
+    single step may exceed the limit (such one-step chunks use the direct recurrence)."""
     length = delta.shape[-1]
-    rate = (delta * A.abs().amax(dim=1)[:, None]).amax(dim=(0, 1))  # [length] worst log-decay per step
-    starts = range(0, length, chunk_size)
-    totals = F.pad(rate, (0, len(starts) * chunk_size - length)).view(-1, chunk_size).sum(dim=1)
-    if bool((totals <= MAX_CHUNK_DECAY).all()):
-        return [(start, min(start + chunk_size, length)) for start in starts]
-    bounds, start, total = [], 0, 0.0
-    for t, step in enumerate(rate.tolist()):
-        if t > start and (total + step > MAX_CHUNK_DECAY or t - start == chunk_size):
-            bounds.append((start, t))
-            start, total = t, 0.0
-        total += step
-    bounds.append((start, length))
+    # Cumulative worst log-decay per (batch, channel), float64 so that differences stay exact on long sequences.
+    worst = F.pad(delta.double().cumsum(-1) * A.abs().amax(dim=1).double()[:, None], (1, 0))
+    starts = torch.arange(0, length, chunk_size, device=delta.device)
+    ends = (starts + chunk_size).clamp(max=length)
+    if bool(((worst[..., ends] - worst[..., starts]).amax(dim=(0, 1)) <= MAX_CHUNK_DECAY).all()):
+        return list(zip(starts.tolist(), ends.tolist(), strict=True))
+    bounds, start = [], 0
+    while start < length:
+        window = worst[..., start + 1 : min(start + chunk_size, length) + 1] - worst[..., start : start + 1]
+        within = int((window.amax(dim=(0, 1)) <= MAX_CHUNK_DECAY).sum())  # non-decreasing, so a prefix count
+        end = start + max(within, 1)
+        bounds.append((start, end))
+        start = end
     return bounds
 
 
 def _chunk_inputs(u, delta, A, B, C, start, end):
     """Views of one chunk with time last (cumulative sums along the last dim are the fast ones on CPU).
 
-    Returns `u, delta [b, g, dg, T]`, `B, C [b, g, 1, n, T]`, and `log_decay = delta A`, `x = delta B u`, both
-    `[b, g, dg, n, T]`.
+    Returns `u, delta [b, g, dg, T]`, `B, C [b, g, 1, n, T]`, `A [g, dg, n, 1]` and `x = delta B u [b, g, dg, n, T]`.
     """
     batch, dim, _ = u.shape
     groups, state = B.shape[1], A.shape[1]
@@ -190,32 +188,38 @@ def _chunk_inputs(u, delta, A, B, C, start, end):
     delta_c = delta[..., start:end].reshape(shape)
     B_c = B[..., start:end].unsqueeze(2)
     C_c = C[..., start:end].unsqueeze(2)
-    log_decay = delta_c.unsqueeze(3) * A.view(groups, dim // groups, state, 1)
     x = (delta_c * u_c).unsqueeze(3) * B_c
-    return u_c, delta_c, B_c, C_c, log_decay, x
+    return u_c, delta_c, B_c, C_c, A.view(groups, dim // groups, state, 1), x
 
 
-def _chunk_decays(log_decay: Tensor) -> tuple[Tensor, Tensor]:
-    """`exp(cumsum(log_decay))` and its inverse along time; finite because chunks bound the total decay."""
-    decay = log_decay.cumsum(dim=-1).exp_()
-    return decay, decay.reciprocal()
+def _chunk_decay(delta: Tensor, A: Tensor) -> Tensor:
+    """`exp(A cumsum(delta))` along time, `[b, g, dg, n, T]`.
+
+    A does not depend on time, so the cumulative log-decay is one cumulative sum over `[b, g, dg, T]` times A.
+    Chunks bound the total decay, so dividing by it stays finite (one-step chunks never divide).
+    """
+    return (delta.cumsum(dim=-1).unsqueeze(3) * A).exp_()
 
 
-def _chunk_states(log_decay: Tensor, x: Tensor, h0: Tensor, decays: tuple[Tensor, Tensor]) -> Tensor:
-    """All states of one chunk, `h_t = exp(log_decay_t) h_{t-1} + x_t`, in closed form from `h0` (eq. 2a)."""
-    if log_decay.shape[-1] == 1:
-        return log_decay.exp() * h0.unsqueeze(-1) + x
-    decay, inverse = decays
-    return decay * ((x * inverse).cumsum(dim=-1) + h0.unsqueeze(-1))
+def _chunk_states(x: Tensor, h0: Tensor, decay: Tensor) -> Tensor:
+    """All states of one chunk, `h_t = exp(delta_t A) h_{t-1} + x_t`, in closed form from `h0` (eq. 2a).
+
+    Overwrites and returns `x` (in-place ops avoid allocating a chunk-sized tensor per step of the formula).
+    """
+    if x.shape[-1] == 1:
+        return x.addcmul_(decay, h0.unsqueeze(-1))
+    return x.div_(decay).cumsum_(dim=-1).add_(h0.unsqueeze(-1)).mul_(decay)
 
 
-def _chunk_adjoints(log_decay: Tensor, source: Tensor, carry: Tensor, decays: tuple[Tensor, Tensor]) -> Tensor:
-    """Reverse scan `g_t = source_t + exp(log_decay_{t+1}) g_{t+1}`, with `g_{T-1} = source_{T-1} + carry`."""
-    if log_decay.shape[-1] == 1:
-        return source + carry.unsqueeze(-1)
-    decay, inverse = decays
-    tail = (decay * source).flip(-1).cumsum(dim=-1).flip(-1) + (decay[..., -1] * carry).unsqueeze(-1)
-    return inverse * tail
+def _chunk_adjoints(source: Tensor, carry: Tensor, decay: Tensor) -> Tensor:
+    """Reverse scan `g_t = source_t + exp(delta_{t+1} A) g_{t+1}`, with `g_{T-1} = source_{T-1} + carry`.
+
+    Overwrites `source`.
+    """
+    if source.shape[-1] == 1:
+        return source.add_(carry.unsqueeze(-1))
+    tail = source.mul_(decay).flip(-1).cumsum_(dim=-1).flip(-1)
+    return tail.add_((decay[..., -1] * carry).unsqueeze(-1)).div_(decay)
 
 
 class _ChunkedScan(torch.autograd.Function):
@@ -231,9 +235,9 @@ class _ChunkedScan(torch.autograd.Function):
         h = h0.reshape(batch, groups, dim // groups, state)
         for start, end in bounds:
             starts.append(h)
-            _, _, _, C_c, log_decay, x = _chunk_inputs(u, delta, A, B, C, start, end)
-            states = _chunk_states(log_decay, x, h, _chunk_decays(log_decay))
-            y[..., start:end] = (states * C_c).sum(-2)
+            _, delta_c, _, C_c, A_c, x = _chunk_inputs(u, delta, A, B, C, start, end)
+            states = _chunk_states(x, h, _chunk_decay(delta_c, A_c))
+            y[..., start:end] = torch.linalg.vecdot(states, C_c, dim=-2)
             h = states[..., -1]
         ctx.bounds = bounds
         ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts))
@@ -251,22 +255,21 @@ class _ChunkedScan(torch.autograd.Function):
         grad_C = torch.empty_like(C)
         grad_A = torch.zeros(groups, dim // groups, state, device=u.device)
         carry = grad_last.float().reshape(batch, groups, dim // groups, state)
-        A_grouped = A.view(groups, dim // groups, state, 1)
         for index in reversed(range(len(ctx.bounds))):
             start, end = ctx.bounds[index]
-            u_c, delta_c, B_c, C_c, log_decay, x = _chunk_inputs(u, delta, A, B, C, start, end)
-            decays = _chunk_decays(log_decay)
-            states = _chunk_states(log_decay, x, starts[index], decays)
+            u_c, delta_c, B_c, C_c, A_c, x = _chunk_inputs(u, delta, A, B, C, start, end)
+            decay = _chunk_decay(delta_c, A_c)
+            states = _chunk_states(x.clone(), starts[index], decay)
             dy = grad_y[..., start:end].unsqueeze(3)  # [b, g, dg, 1, T]
-            adjoint = _chunk_adjoints(log_decay, C_c * dy, carry, decays)  # dL/dh_t
-            grad_log_decay = adjoint * (states - x)  # dL/d(delta A) = g_t * exp(delta_t A) h_{t-1}
-            grad_delta_u = (adjoint * B_c).sum(-2)  # dL/d(delta_t u_t)
             grad_C[..., start:end] = (states * dy).sum(2)
+            adjoint = _chunk_adjoints(C_c * dy, carry, decay)  # dL/dh_t
+            grad_delta_u = torch.linalg.vecdot(adjoint, B_c, dim=-2)  # dL/d(delta_t u_t)
             grad_B[..., start:end] = (adjoint * (delta_c * u_c).unsqueeze(3)).sum(2)
+            grad_log_decay = states.sub_(x).mul_(adjoint)  # dL/d(delta_t A) = g_t * exp(delta_t A) h_{t-1}
             grad_A += (grad_log_decay * delta_c.unsqueeze(3)).sum(dim=(0, -1))
-            grad_delta[..., start:end] = (grad_log_decay * A_grouped).sum(-2) + grad_delta_u * u_c
+            grad_delta[..., start:end] = torch.linalg.vecdot(grad_log_decay, A_c, dim=-2) + grad_delta_u * u_c
             grad_u[..., start:end] = grad_delta_u * delta_c
-            carry = log_decay[..., 0].exp() * adjoint[..., 0]
+            carry = (delta_c[..., :1].unsqueeze(3) * A_c).exp_().squeeze(-1) * adjoint[..., 0]
         return (
             grad_u.reshape(batch, dim, length),
             grad_delta.reshape(batch, dim, length),

@@ -1,0 +1,116 @@
+"""`vtc bench scan`: our Mamba mixer (chunked scan) against transformers' MambaMixer torch path, mambapy's parallel
+scan, and our own sequential reference loop, at the sizes of the foundation issue (batch 2, hidden 256, expand 2,
+state 16, fp32)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import torch
+
+from vtc.bench import format_table
+from vtc.bench.measure import measure
+
+IMPLEMENTATIONS = ("vtc", "vtc-reference", "transformers", "mambapy")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--state", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="small lengths, for a smoke run")
+
+
+def build(implementation: str, hidden: int, state: int) -> torch.nn.Module:
+    """A Mamba-1 mixer of `implementation` with identical weights across implementations (seed 0)."""
+    from vtc.ssm import Mamba
+
+    torch.manual_seed(0)
+    ours = Mamba(
+        hidden, d_state=state, expand=2, backend="reference" if implementation == "vtc-reference" else "chunked"
+    )
+    if implementation.startswith("vtc"):
+        return ours
+    if implementation == "transformers":
+        from transformers import MambaConfig
+        from transformers.models.mamba.modeling_mamba import MambaMixer
+
+        config = MambaConfig(
+            hidden_size=hidden, state_size=state, intermediate_size=2 * hidden, use_mambapy=False, use_bias=False
+        )
+        mixer = MambaMixer(config, layer_idx=0)
+        mixer.load_state_dict(ours.state_dict())
+        return mixer
+    from mambapy.mamba import MambaBlock, MambaConfig
+
+    mixer = MambaBlock(MambaConfig(d_model=hidden, n_layers=1, d_state=state, expand_factor=2, pscan=True))
+    mixer.load_state_dict(ours.state_dict())
+    return mixer
+
+
+def prepare(implementation: str, mode: str, length: int, batch: int, hidden: int, state: int) -> Callable[[], None]:
+    """The call to time: forward under no_grad (`mode="forward"`) or forward + backward of a sum."""
+    mixer = build(implementation, hidden, state)
+    warm_up = torch.randn(batch, 64, hidden, requires_grad=mode != "forward")
+    mixer(warm_up).sum().backward() if mode != "forward" else mixer(warm_up)
+    x = torch.randn(batch, length, hidden, generator=torch.Generator().manual_seed(1))
+    if mode == "forward":
+        mixer.eval()
+
+        def call() -> None:
+            with torch.no_grad():
+                mixer(x)
+
+        return call
+    x.requires_grad_(True)
+
+    def call() -> None:
+        mixer(x).sum().backward()
+
+    return call
+
+
+def cases(quick: bool) -> list[tuple[str, int, str, str]]:
+    """(mode, length, ours, baseline) pairs the issue asks for."""
+    long, short = (1024, 256) if quick else (8192, 2048)
+    return [
+        ("forward", long, "vtc", "transformers"),
+        ("forward+backward", long, "vtc", "mambapy"),
+        ("forward+backward", short, "vtc", "vtc-reference"),
+        ("forward", short, "vtc", "transformers"),
+        ("forward+backward", short, "vtc", "mambapy"),
+    ]
+
+
+def run(args: argparse.Namespace) -> dict:
+    sizes = {"batch": args.batch, "hidden": args.hidden, "state": args.state}
+    rows = []
+    for mode, length, ours, baseline in cases(args.quick):
+        results = {
+            name: measure(
+                "vtc.bench.scan:prepare", threads=args.threads, implementation=name, mode=mode, length=length, **sizes
+            )
+            for name in (ours, baseline)
+        }
+        rows.append(
+            {
+                "mode": mode,
+                "length": length,
+                "baseline": baseline,
+                "vtc_s": results[ours]["seconds"],
+                "baseline_s": results[baseline]["seconds"],
+                "speedup": results[baseline]["seconds"] / results[ours]["seconds"],
+                "vtc_peak_mb": results[ours]["peak_mb"],
+                "baseline_peak_mb": results[baseline]["peak_mb"],
+                "memory_ratio": results[ours]["peak_mb"] / max(results[baseline]["peak_mb"], 1e-9),
+            }
+        )
+        if not args.json:
+            print(format_table(rows[-1:], list(rows[-1])), flush=True)
+    result = {"benchmark": "scan", "threads": args.threads, **sizes, "rows": rows}
+    if not args.json:
+        print()
+        print(format_table(rows, list(rows[0])))
+    return result
