@@ -1,0 +1,76 @@
+"""`vtc info [NAME]`: list compressors, or show one's configuration, parameter count and output token count.
+
+A compressor class may define `paper_config() -> dict`, the configuration of its paper; `vtc info NAME --paper`
+builds that one, so a user sees the cost before building.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vtc.compressors import compressor_class, create_compressor, list_compressors
+
+
+def describe(name: str, config: dict, num_frames: int, tokens_per_frame: int) -> dict:
+    """Build compressor `name` with `config`; its resolved config, parameter counts and output token count."""
+    model = create_compressor(name, **config)
+    parameters = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    output_tokens = model.num_output_tokens(num_frames, tokens_per_frame)
+    return {
+        "name": name,
+        "config": model.config,
+        "parameters": parameters,
+        "trainable_parameters": trainable,
+        "input_tokens": num_frames * tokens_per_frame,
+        "output_tokens": output_tokens,
+        "streaming": model.supports_streaming,
+        "num_frames": num_frames,
+        "tokens_per_frame": tokens_per_frame,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="a registered compressor; omit to list them all")
+    parser.add_argument("--dim", type=int, default=1024, help="token width D (ignored with --paper)")
+    parser.add_argument("--paper", action="store_true", help="the paper-sized configuration, where one is defined")
+    parser.add_argument("--frames", type=int, default=128, help="frames T for the token count")
+    parser.add_argument("--tokens-per-frame", type=int, default=100, help="tokens per frame N for the token count")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (JSON values)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    names = [args.name] if args.name else list_compressors()
+    rows = []
+    for name in names:
+        cls = compressor_class(name)
+        paper = args.paper and hasattr(cls, "paper_config")
+        config = dict(cls.paper_config()) if paper else {"dim": args.dim}
+        config.update(_parse_overrides(args.set))
+        rows.append(describe(name, config, args.frames, args.tokens_per_frame) | {"paper_config": paper})
+    if args.json:
+        print(json.dumps(rows if args.name is None else rows[0], indent=2))
+        return 0
+    print(f"{'name':<14}{'parameters':>14}{'tokens in':>11}{'tokens out':>12}  streaming  config")
+    for row in rows:
+        config = {k: v for k, v in row["config"].items() if k != "dim"}
+        print(
+            f"{row['name']:<14}{row['parameters']:>14,}{row['input_tokens']:>11,}{row['output_tokens']:>12,}  "
+            f"{'yes' if row['streaming'] else 'no':<9}  dim={row['config']['dim']} {json.dumps(config)}"
+        )
+    return 0
