@@ -27,6 +27,11 @@ SMALL_KWARGS: dict[str, dict[str, Any]] = {
     "cabstractor": {"depth": 1, "hidden_dim": 16},
     "resampler2d": {"num_queries": 3, "depth": 1, "num_heads": 4},
     "resampler3d": {"num_queries": 5, "depth": 1, "num_heads": 4},
+    "stac": {"keep": 4, "num_heads": 2, "d_state": 4},
+    "tstar": {"query_interval": 5, "num_layers": 1, "num_heads": 4, "d_state": 4},
+    "mambamia": {"num_layers": 1, "d_state": 4},
+    "storm": {"temporal_pool": 2, "d_state": 4},
+    "taa": {"keep_ratio": None, "threshold": 0.0, "d_state": 4},
 }
 
 NAMES = vtc.list_compressors()

@@ -3,7 +3,7 @@
 Importing this package registers every built-in method; each lives in its own module.
 """
 
-from vtc.compressors import cabstractor, none, pooling, resampler, tokenlearner, tome
+from vtc.compressors import cabstractor, none, pooling, resampler, stac, storm, taa, tokenlearner, tome, tstar  # noqa: F401
 from vtc.compressors.base import (
     CompressedTokens,
     Compressor,

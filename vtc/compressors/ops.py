@@ -6,6 +6,8 @@ Every compressor that selects, packs or averages tokens uses these, so that "pad
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -106,4 +108,52 @@ def per_frame_output(
         timestamps=packed[2],
         scores=packed[3] if scores is not None else None,
         aux=aux or {},
+    )
+
+
+def compress_valid_frames(
+    compress_video: Callable[[Tensor, Tensor], CompressedTokens],
+    tokens: Tensor,
+    timestamps: Tensor,
+    frame_mask: Tensor,
+) -> CompressedTokens:
+    """Run `compress_video(tokens [B, T, N, D], timestamps [B, T])`, a compressor that assumes every frame is valid,
+    so that padded frames can never leak (for sequence models that mix frames, such as bidirectional scans).
+
+    With no padded frame the whole batch runs at once; otherwise each video runs alone on its valid frames, its
+    `frame_index` is mapped back to the original frame numbers and rows are right-padded (mask False, frame_index -1).
+    `scores` and `aux` tensors with a leading batch dim are padded along dim 1 and stacked the same way.
+    """
+    if bool(frame_mask.all()):
+        return compress_video(tokens, timestamps)
+    outputs = []
+    for row in range(tokens.shape[0]):
+        valid = frame_mask[row].nonzero().squeeze(1)
+        out = compress_video(tokens[row : row + 1, valid], timestamps[row : row + 1, valid])
+        out.frame_index = torch.where(out.frame_index >= 0, valid[out.frame_index.clamp_min(0)], -1)
+        outputs.append(out)
+    return stack_outputs(outputs)
+
+
+def _pad_stack(rows: list[Tensor], value: float | bool) -> Tensor:
+    """`[1, L_i, *rest]` tensors right-padded with `value` along dim 1 and concatenated -> `[B, max L_i, *rest]`."""
+    length = max(row.shape[1] for row in rows)
+    padded = [torch.cat([row, row.new_full((1, length - row.shape[1], *row.shape[2:]), value)], dim=1) for row in rows]
+    return torch.cat(padded, dim=0)
+
+
+def stack_outputs(outputs: list[CompressedTokens]) -> CompressedTokens:
+    """Single-video outputs (batch 1, lengths L_i) -> one batch right-padded to the longest row."""
+    first = outputs[0]
+    aux = {
+        key: _pad_stack([out.aux[key] for out in outputs], 0) if isinstance(value, Tensor) else value
+        for key, value in first.aux.items()
+    }
+    return CompressedTokens(
+        tokens=_pad_stack([out.tokens for out in outputs], 0),
+        mask=_pad_stack([out.mask for out in outputs], False),
+        frame_index=_pad_stack([out.frame_index for out in outputs], -1),
+        timestamps=_pad_stack([out.timestamps for out in outputs], 0),
+        scores=None if first.scores is None else _pad_stack([out.scores for out in outputs], 0),
+        aux=aux,
     )

@@ -1,0 +1,148 @@
+"""`"stac"`: State-space Temporal Adaptive Compression (Kwon & Kang, JBE 2025).
+
+Each Q-Former query slot is a time series; a Mamba layer along time, learnable attention queries and an MLP give
+one saliency score per slot, and the Top-`keep` slots are kept for every frame (or, with `axis="frames"`, the
+Top-`keep` frames with all their slots).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.ops import compress_valid_frames, gather_rows, per_frame_output, topk_in_order
+from vtc.compressors.resampler import sinusoidal_encoding
+from vtc.ssm import MambaBlock
+
+SELECTIONS = ("scaled", "straight_through", "hard")
+
+
+def selection_weights(scores: Tensor, selection: str) -> Tensor:
+    """Multipliers for the kept tokens that let the task loss reach the scorer.
+
+    `"scaled"`: sigmoid(score); `"straight_through"`: 1 in the forward pass, gradient of sigmoid(score) backward;
+    `"hard"`: 1, no gradient (the paper's hard Top-K; the scorer then cannot learn from the task loss).
+    """
+    if selection == "hard":
+        return torch.ones_like(scores)
+    soft = torch.sigmoid(scores)
+    if selection == "scaled":
+        return soft
+    return 1 + soft - soft.detach()
+
+
+@register_compressor("stac")
+class STAC(Compressor):
+    """Mamba-based saliency over time for Q-Former tokens; keeps the Top-`keep` query slots (or frames).
+
+    Args:
+        dim: token width D.
+        keep: slots kept per frame (`axis="slots"`, paper: 16 of 32) or frames kept (`axis="frames"`).
+        num_heads: learnable attention queries of the scorer (paper: 4).
+        d_state, d_conv, expand: the Mamba layer's sizes.
+        mlp_ratio: hidden width of the score MLP is `mlp_ratio * D`.
+        selection: "scaled" | "straight_through" | "hard" (see `selection_weights`). The paper gathers with hard
+            indices, which gives its Mamba, queries and MLP no gradient; "scaled" is the default so they learn.
+        output: "original" (gather the input tokens, as the paper) or "mixed" (gather the Mamba outputs).
+        axis: "slots" (paper) or "frames" (temporal variant: queries attend over each frame's slots, one score per
+            frame, Top-`keep` frames kept whole).
+
+    The temporal position encoding is sinusoidal, so any number of frames works (no 16-frame cap). Selection needs
+    the whole video, so STAC does not stream.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        keep: int = 16,
+        num_heads: int = 4,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        mlp_ratio: float = 1.0,
+        selection: str = "scaled",
+        output: str = "original",
+        axis: str = "slots",
+    ) -> None:
+        super().__init__(
+            dim=dim,
+            keep=keep,
+            num_heads=num_heads,
+            d_state=d_state,
+            d_conv=d_conv,
+            expand=expand,
+            mlp_ratio=mlp_ratio,
+            selection=selection,
+            output=output,
+            axis=axis,
+        )
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        if output not in ("original", "mixed"):
+            raise ValueError(f"output must be 'original' or 'mixed', got {output!r}")
+        if axis not in ("slots", "frames"):
+            raise ValueError(f"axis must be 'slots' or 'frames', got {axis!r}")
+        self.keep, self.selection, self.output, self.axis = keep, selection, output, axis
+        self.temporal = MambaBlock(dim, mixer="mamba", norm="layernorm", d_state=d_state, d_conv=d_conv, expand=expand)
+        self.norm = nn.LayerNorm(dim)
+        self.key_proj = nn.Linear(dim, dim)
+        self.queries = nn.Parameter(torch.randn(num_heads, dim) * dim**-0.5)
+        hidden = max(1, int(mlp_ratio * dim))
+        self.score_mlp = nn.Sequential(nn.Linear(num_heads * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    @classmethod
+    def paper_config(cls) -> dict:
+        """BLIP-2 / InstructBLIP Q-Former output: 32 slots of width 768, keep 16, 4 attention queries."""
+        return {"dim": 768, "keep": 16, "num_heads": 4}
+
+    def score(self, mixed: Tensor) -> Tensor:
+        """Attention pooling + MLP: `[M, S, D]` sequences -> `[M]` scores (softmax over the S positions)."""
+        keys = self.key_proj(mixed)
+        attention = torch.softmax(self.queries @ keys.transpose(1, 2) / math.sqrt(mixed.shape[-1]), dim=-1)
+        pooled = attention @ mixed  # [M, heads, D]
+        return self.score_mlp(pooled.flatten(1)).squeeze(-1)
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """`[B, T, Q, D]` -> slots: `[B, T * min(keep, Q), D]`; frames: `[B, min(keep, T) * Q, D]`, frame-major."""
+        return compress_valid_frames(self._compress_videos, tokens, timestamps, frame_mask)
+
+    def _compress_videos(self, tokens: Tensor, timestamps: Tensor) -> CompressedTokens:
+        batch, frames, slots, channels = tokens.shape
+        series = tokens.permute(0, 2, 1, 3).reshape(batch * slots, frames, channels)
+        position = sinusoidal_encoding(torch.arange(frames, device=tokens.device), channels).to(tokens.dtype)
+        mixed = self.temporal(self.norm(series + position))  # Mamba along time per slot
+        mixed = mixed.reshape(batch, slots, frames, channels).transpose(1, 2)  # [B, T, Q, D]
+        source = tokens if self.output == "original" else mixed
+        all_frames = torch.ones(batch, frames, dtype=torch.bool, device=tokens.device)
+        if self.axis == "slots":
+            scores = self.score(mixed.transpose(1, 2).reshape(batch * slots, frames, channels)).view(batch, slots)
+            index, _ = topk_in_order(scores, self.keep)
+            kept_scores = scores.gather(1, index)
+            kept = source.gather(2, index.view(batch, 1, -1, 1).expand(batch, frames, -1, channels))
+            kept = kept * selection_weights(kept_scores, self.selection).view(batch, 1, -1, 1)
+            token_scores = kept_scores.unsqueeze(1).expand(batch, frames, -1)
+            aux = {"kept_slots": index, "slot_scores": scores}
+            return per_frame_output(kept, timestamps, all_frames, token_scores.detach(), aux)
+        scores = self.score(mixed.reshape(batch * frames, slots, channels)).view(batch, frames)
+        index, _ = topk_in_order(scores, self.keep)
+        kept_scores = scores.gather(1, index)
+        kept = gather_rows(source, index) * selection_weights(kept_scores, self.selection).view(batch, -1, 1, 1)
+        out = per_frame_output(
+            kept,
+            timestamps.gather(1, index),
+            all_frames[:, : index.shape[1]],
+            kept_scores.detach().unsqueeze(-1).expand(-1, -1, slots),
+            {"frame_scores": scores},
+        )
+        out.frame_index = index.repeat_interleave(slots, dim=1)
+        return out
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        if self.axis == "slots":
+            return num_frames * min(self.keep, tokens_per_frame)
+        return min(self.keep, num_frames) * tokens_per_frame

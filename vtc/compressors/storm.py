@@ -1,0 +1,102 @@
+"""`"storm"`: STORM's temporal encoder (Jiang et al. 2025): bidirectional Mamba over all tokens, then pooling."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor, square_grid
+from vtc.compressors.ops import compress_valid_frames, per_frame_output
+from vtc.compressors.pooling import as_pair, from_grid, optional_grid, to_grid
+from vtc.ssm import MambaBlock
+
+
+@register_compressor("storm")
+class STORM(Compressor):
+    """Bidirectional Mamba layers (residual) over the time-major `T * N` sequence, then temporal and spatial pools.
+
+    Args:
+        dim: token width D.
+        num_layers: bidirectional Mamba blocks.
+        temporal_pool: average each group of this many consecutive (valid) frames; the last group may be shorter.
+        spatial_pool: average pooling window and stride on the patch grid (ceil mode: edges pooled over the cells
+            they have).
+        test_time_stride: in eval mode only, keep every this-many-th frame before encoding (STORM's test-time
+            sampling); training always sees every frame.
+        grid: `(height, width)` patch grid when N is not square.
+        d_state, d_conv, expand: Mamba sizes.
+
+    Output tokens carry their group's first frame index and mean timestamp. Bidirectional, so no streaming.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_layers: int = 1,
+        temporal_pool: int = 4,
+        spatial_pool: int | tuple[int, int] = 2,
+        test_time_stride: int = 1,
+        grid: tuple[int, int] | None = None,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+    ) -> None:
+        super().__init__(
+            dim=dim,
+            num_layers=num_layers,
+            temporal_pool=temporal_pool,
+            spatial_pool=spatial_pool,
+            test_time_stride=test_time_stride,
+            grid=grid,
+            d_state=d_state,
+            d_conv=d_conv,
+            expand=expand,
+        )
+        if min(num_layers, temporal_pool, test_time_stride) < 1:
+            raise ValueError("num_layers, temporal_pool and test_time_stride must be >= 1")
+        self.temporal_pool, self.test_time_stride = temporal_pool, test_time_stride
+        self.spatial_pool, self.grid = as_pair(spatial_pool), optional_grid(grid)
+        self.layers = nn.ModuleList(
+            MambaBlock(dim, mixer="bimamba", d_state=d_state, d_conv=d_conv, expand=expand) for _ in range(num_layers)
+        )
+
+    @classmethod
+    def paper_config(cls) -> dict:
+        """SigLIP-width tokens (1152), temporal pool 4, 2x2 spatial pool."""
+        return {"dim": 1152, "num_layers": 1, "temporal_pool": 4, "spatial_pool": 2}
+
+    def frame_stride(self) -> int:
+        return 1 if self.training else self.test_time_stride
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """`[B, T, N, D]` -> `[B, ceil(T' / temporal_pool) * ceil(H / p) * ceil(W / p), D]` with `T'` the valid
+        frames (every `test_time_stride`-th of them in eval mode); padded frames are never encoded or averaged."""
+        return compress_valid_frames(self._compress_videos, tokens, timestamps, frame_mask)
+
+    def _compress_videos(self, tokens: Tensor, timestamps: Tensor) -> CompressedTokens:
+        batch = tokens.shape[0]
+        frame_index = torch.arange(0, tokens.shape[1], self.frame_stride(), device=tokens.device)
+        tokens, timestamps = tokens[:, frame_index], timestamps[:, frame_index]
+        _, frames, per_frame, channels = tokens.shape
+        hidden = tokens.reshape(batch, frames * per_frame, channels)
+        for layer in self.layers:
+            hidden = layer(hidden)
+        groups = ceil_div(frames, self.temporal_pool)
+        padding = groups * self.temporal_pool - frames
+        counts = F.pad(torch.ones(frames, device=tokens.device), (0, padding)).view(groups, -1).sum(dim=1)
+        grouped = F.pad(hidden.reshape(batch, frames, per_frame * channels), (0, 0, 0, padding))
+        pooled = grouped.view(batch, groups, self.temporal_pool, -1).sum(dim=2) / counts.view(1, groups, 1)
+        pooled = pooled.view(batch, groups, per_frame, channels)
+        pooled = F.avg_pool2d(to_grid(pooled, self.grid), self.spatial_pool, self.spatial_pool, ceil_mode=True)
+        pooled = from_grid(pooled, batch)  # [B, groups, cells, D]
+        group_times = F.pad(timestamps, (0, padding)).view(batch, groups, -1).sum(dim=2) / counts
+        group_frames = frame_index[:: self.temporal_pool].expand(batch, groups)
+        out = per_frame_output(pooled, group_times, torch.ones_like(group_times, dtype=torch.bool))
+        out.frame_index = group_frames.repeat_interleave(pooled.shape[2], dim=1)
+        return out
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        height, width = square_grid(tokens_per_frame, self.grid)
+        cells = ceil_div(height, self.spatial_pool[0]) * ceil_div(width, self.spatial_pool[1])
+        return ceil_div(ceil_div(num_frames, self.frame_stride()), self.temporal_pool) * cells

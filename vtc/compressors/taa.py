@@ -1,0 +1,158 @@
+"""`"taa"`: MambaMia's time-axis aggregator for hour-long video: adaptive frame keeping driven by Mamba's delta-time.
+
+Per-frame anchor tokens run along time through a Mamba layer; its delta-time `delta_t = softplus(dt_proj(.) +
+dt_bias)` (averaged over anchors and channels) says how much each frame moves the state. A frame is emitted whenever
+the running sum of delta_t reaches a threshold, and the sum restarts from zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor, square_grid
+from vtc.compressors.ops import compress_valid_frames, per_frame_output
+from vtc.compressors.pooling import as_pair, from_grid, optional_grid, to_grid
+from vtc.ssm import MambaBlock
+
+THRESHOLD_TOLERANCE = 1e-6
+
+
+def emit_frames(delta_time: Tensor, threshold: Tensor) -> Tensor:
+    """Adaptive keeping: `delta_time [B, T]`, `threshold [B]` -> kept `[B, T]` bool.
+
+    The running sum of delta_t is compared with the threshold after each frame; on reaching it (up to a relative
+    1e-6, so that rounding never loses the last crossing) the frame is kept and the sum restarts from zero.
+    """
+    running = torch.zeros_like(delta_time[:, 0])
+    kept = []
+    for step in range(delta_time.shape[1]):
+        running = running + delta_time[:, step]
+        emit = running >= threshold * (1 - THRESHOLD_TOLERANCE)
+        kept.append(emit)
+        running = torch.where(emit, torch.zeros_like(running), running)
+    return torch.stack(kept, dim=1)
+
+
+@register_compressor("taa")
+class TimeAxisAggregator(Compressor):
+    """Anchors (per-frame average pool) -> Mamba along time per anchor -> delta-time -> adaptive frame keeping.
+
+    Args:
+        dim: token width D.
+        anchor_pool: per-frame average pooling window on the patch grid that makes the anchor tokens (the spatial
+            stage when the aggregator is used alone; ceil mode).
+        keep_ratio: target fraction of frames kept; the threshold is `sum(delta_t) / ceil(keep_ratio * T)` per
+            video, so at most `ceil(keep_ratio * T)` frames (and at least one) are kept.
+        threshold: a fixed threshold instead (then `keep_ratio` must be None); this makes keeping causal, so the
+            aggregator streams with memory constant in frames. 0 keeps every frame.
+        grid: `(height, width)` patch grid when N is not square.
+        d_state, d_conv, expand: Mamba sizes.
+
+    Kept frames output their Mamba-mixed anchors multiplied by `delta_t / stopgrad(delta_t)` (value 1), so the
+    selection's gradient reaches dt_proj and dt_bias. The count varies per video: rows are right-padded and masked.
+    `aux["delta_time"] [B, T']` and `aux["kept_frames"] [B, T']` bool are over each video's valid frames.
+    """
+
+    supports_streaming = True
+
+    def __init__(
+        self,
+        dim: int,
+        anchor_pool: int | tuple[int, int] = 2,
+        keep_ratio: float | None = 0.5,
+        threshold: float | None = None,
+        grid: tuple[int, int] | None = None,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+    ) -> None:
+        super().__init__(
+            dim=dim,
+            anchor_pool=anchor_pool,
+            keep_ratio=keep_ratio,
+            threshold=threshold,
+            grid=grid,
+            d_state=d_state,
+            d_conv=d_conv,
+            expand=expand,
+        )
+        if (keep_ratio is None) == (threshold is None):
+            raise ValueError(f"give exactly one of keep_ratio and threshold, got {keep_ratio=} and {threshold=}")
+        if keep_ratio is not None and not 0 < keep_ratio <= 1:
+            raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
+        if threshold is not None and threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        self.keep_ratio, self.threshold = keep_ratio, threshold
+        self.anchor_pool, self.grid = as_pair(anchor_pool), optional_grid(grid)
+        self.supports_streaming = threshold is not None
+        self.temporal = MambaBlock(dim, mixer="mamba", d_state=d_state, d_conv=d_conv, expand=expand)
+
+    @classmethod
+    def paper_config(cls) -> dict:
+        """d_model 1024 anchors, one Mamba layer, half the frames kept."""
+        return {"dim": 1024, "anchor_pool": 2, "keep_ratio": 0.5}
+
+    def anchors(self, tokens: Tensor) -> Tensor:
+        """`[B, T, N, D]` -> per-frame anchors `[B, T, A, D]`."""
+        pooled = F.avg_pool2d(to_grid(tokens, self.grid), self.anchor_pool, self.anchor_pool, ceil_mode=True)
+        return from_grid(pooled, tokens.shape[0])
+
+    def mix(self, anchors: Tensor, state: Any = None) -> tuple[Tensor, Tensor, Any]:
+        """`[B, T, A, D]` -> mixed anchors `[B, T, A, D]`, delta_t `[B, T]`, Mamba state (one sequence per anchor)."""
+        batch, frames, count, channels = anchors.shape
+        series = anchors.transpose(1, 2).reshape(batch * count, frames, channels)
+        out = self.temporal.forward_with_state(series, state)
+        mixed = out.hidden.reshape(batch, count, frames, channels).transpose(1, 2)
+        delta_time = out.delta.reshape(batch, count, frames, -1).mean(dim=(1, 3))
+        return mixed, delta_time, out.state
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """`[B, T, N, D]` -> `[B, L, D]`, `L <= num_output_tokens`, the kept frames' anchors frame-major."""
+        return compress_valid_frames(self._compress_videos, tokens, timestamps, frame_mask)
+
+    def _compress_videos(self, tokens: Tensor, timestamps: Tensor) -> CompressedTokens:
+        mixed, delta_time, _ = self.mix(self.anchors(tokens))
+        if self.threshold is None:
+            target = math.ceil(self.keep_ratio * tokens.shape[1])
+            threshold = delta_time.detach().sum(dim=1) / target
+        else:
+            threshold = torch.full_like(delta_time[:, 0], self.threshold)
+        kept = emit_frames(delta_time.detach(), threshold)
+        weighted = mixed * (delta_time / delta_time.detach()).unsqueeze(-1).unsqueeze(-1)
+        out = per_frame_output(weighted, timestamps, kept)
+        out.aux = {"delta_time": delta_time.detach(), "kept_frames": kept}
+        return out
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        height, width = square_grid(tokens_per_frame, self.grid)
+        anchors = ceil_div(height, self.anchor_pool[0]) * ceil_div(width, self.anchor_pool[1])
+        frames = num_frames if self.threshold is not None else math.ceil(self.keep_ratio * num_frames)
+        return frames * anchors
+
+    def init_state(self, batch_size: int, device: torch.device | None = None) -> dict[str, Any]:
+        """Mamba state per anchor (created on the first frame, when A is known), running delta sum, frames seen."""
+        if not self.supports_streaming:
+            raise NotImplementedError("keep_ratio needs the whole video's delta-time; stream with a fixed threshold")
+        return {"mamba": None, "running": torch.zeros(batch_size, device=device), "frames_seen": 0}
+
+    def step_frame(self, frame_tokens: Tensor, timestamp: Tensor, state: dict) -> tuple[CompressedTokens, dict]:
+        """`[B, N, D]` at `timestamp [B]` -> the frame's anchors where it is emitted (masked elsewhere), new state."""
+        if frame_tokens.dim() != 3 or frame_tokens.shape[-1] != self.dim:
+            raise ValueError(f"frame_tokens must be [B, N, D={self.dim}], got shape {tuple(frame_tokens.shape)}")
+        mixed, delta_time, mamba = self.mix(self.anchors(frame_tokens.unsqueeze(1)), state["mamba"])
+        running = state["running"] + delta_time[:, 0].detach()
+        emit = running >= self.threshold * (1 - THRESHOLD_TOLERANCE)
+        weighted = mixed * (delta_time / delta_time.detach()).unsqueeze(-1).unsqueeze(-1)
+        out = per_frame_output(weighted, timestamp.float().unsqueeze(1), emit.unsqueeze(1))
+        out.frame_index = torch.where(out.mask, state["frames_seen"], -1)
+        new_state = {
+            "mamba": mamba,
+            "running": torch.where(emit, torch.zeros_like(running), running),
+            "frames_seen": state["frames_seen"] + 1,
+        }
+        return out, new_state
