@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from vtc.cli import parse_key_values
 from vtc.compressors import compressor_class, create_compressor, list_compressors
 
 
@@ -41,19 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _parse_overrides(pairs: list[str]) -> dict:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
 def run(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else list_compressors()
     rows = []
@@ -61,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         cls = compressor_class(name)
         paper = args.paper and hasattr(cls, "paper_config")
         config = dict(cls.paper_config()) if paper else {"dim": args.dim}
-        config.update(_parse_overrides(args.set))
+        config.update(parse_key_values(args.set))
         rows.append(describe(name, config, args.frames, args.tokens_per_frame) | {"paper_config": paper})
     if args.json:
         print(json.dumps(rows if args.name is None else rows[0], indent=2))

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 from typing import Any
 
 import torch
 
+from vtc.cli import parse_key_values
 from vtc.encoders import ENCODERS, build_encoder
 from vtc.encoders.base import VisionEncoder
 from vtc.encoders.cache import extract_features, list_annotated_videos, list_video_directory, rank_and_world_size
@@ -55,20 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     extract.add_argument("--seed", type=int, default=0, help="seed for encoders built with random weights")
 
 
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`["chunk_size=8", "output=patches"]` -> `{"chunk_size": 8, "output": "patches"}`."""
-    options = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise ValueError(f"--encoder-option must be KEY=VALUE, got {pair!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def load_encoder(name: str, path: str | None, options: dict[str, Any]) -> VisionEncoder:
     """A registered encoder type (`build_encoder`), or the `module:factory` callable's result."""
     arguments = dict(options, **({"path": path} if path else {}))
@@ -89,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         listing = list_annotated_videos(args.annotations, args.video_dir)
     for problem in listing.missing:
         print(f"skipped: {problem}")
-    options = parse_options(args.encoder_option)
+    options = parse_key_values(args.encoder_option, "--encoder-option")
     sampling = {"num_frames": args.num_frames or (None if args.fps else 32), "fps": args.fps, "size": args.size}
     sampling = {key: value for key, value in sampling.items() if value is not None}
     settings = {
