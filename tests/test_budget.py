@@ -1,0 +1,90 @@
+"""Token budgets: every registered method, several budgets, exact counts from the classes themselves."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vtc.budget import KNOBS, configure, count_tokens
+from vtc.compressors import create_compressor, list_compressors
+
+FRAMES, PER_FRAME = 8, 16  # small enough to try every setting of every knob
+BUDGETS = (1, 5, 8, 20, 40, 64, 128)
+
+
+def all_counts(method: str, frames: int, per_frame: int) -> list[list[int]]:
+    """The token count of every setting of every knob of `method` (base config at its defaults), in knob order."""
+    config = create_compressor(method, dim=16).config
+    return [
+        [
+            count_tokens(method, frames, per_frame, {knob.key: knob.config_value(setting, frames)})
+            for setting in knob.settings(frames, per_frame, config)
+        ]
+        for knob in KNOBS[method]
+    ] or [[count_tokens(method, frames, per_frame, {})]]
+
+
+def test_every_registered_method_has_knobs():
+    assert sorted(set(list_compressors()) - set(KNOBS)) == []
+
+
+@pytest.mark.parametrize("method", list_compressors())
+def test_knob_settings_never_decrease_the_count(method):
+    for counts in all_counts(method, FRAMES, PER_FRAME):
+        assert counts == sorted(counts), f"{method}: a knob's settings are not ordered by token count"
+
+
+@pytest.mark.parametrize("method", list_compressors())
+def test_configure_is_the_closest_fit_of_any_setting(method):
+    counts = [count for knob_counts in all_counts(method, FRAMES, PER_FRAME) for count in knob_counts]
+    for budget in BUDGETS:
+        fitting = [count for count in counts if count <= budget]
+        if not fitting:
+            with pytest.raises(ValueError, match="cannot"):
+                configure(method, FRAMES, PER_FRAME, budget)
+            continue
+        config, count = configure(method, FRAMES, PER_FRAME, budget)
+        assert count == max(fitting) <= budget
+        assert count_tokens(method, FRAMES, PER_FRAME, config) == count
+
+
+@pytest.mark.parametrize("method", list_compressors())
+def test_configured_model_outputs_the_counted_tokens(method):
+    budget = 40 if method != "none" else FRAMES * PER_FRAME
+    config, count = configure(method, FRAMES, PER_FRAME, budget)
+    model = create_compressor(method, dim=16, **config).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, FRAMES, PER_FRAME, 16, generator=torch.Generator().manual_seed(0)))
+    assert out.tokens.shape[1] <= count <= budget  # L <= num_output_tokens (TAA's emission is data dependent)
+    if method != "taa":
+        assert out.tokens.shape[1] == count
+
+
+@pytest.mark.parametrize("method", ["tome", "stac", "storm", "avgpool2d", "taa", "resampler3d"])
+@pytest.mark.parametrize("fraction", [2, 8, 32])
+def test_realistic_budgets_next_setting_exceeds(method, fraction):
+    if method not in list_compressors():
+        pytest.skip(f"{method} is not registered")
+    frames, per_frame = 128, 100
+    budget = frames * per_frame // fraction
+    config, count = configure(method, frames, per_frame, budget)
+    assert count <= budget
+    full = create_compressor(method, dim=16).config
+    chosen = []
+    for knob in KNOBS[method]:
+        settings = knob.settings(frames, per_frame, full)
+        values = [knob.config_value(setting, frames) for setting in settings]
+        if config.get(knob.key) in values:
+            index = values.index(config[knob.key])
+            trial = {**config, knob.key: values[index + 1]} if index + 1 < len(values) else None
+            chosen.append(trial is None or count_tokens(method, frames, per_frame, trial) > budget)
+    assert any(chosen), f"{method}: no knob sits at its last setting within budget {budget}"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="budget"):
+        configure("tome", FRAMES, PER_FRAME, 0)
+    with pytest.raises(ValueError, match="always outputs"):
+        configure("none", FRAMES, PER_FRAME, FRAMES * PER_FRAME - 1)
+    with pytest.raises(ValueError, match="no budget knob"):
+        configure("no-such-method", FRAMES, PER_FRAME, 10)
