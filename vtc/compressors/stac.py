@@ -20,15 +20,18 @@ from vtc.ssm import MambaBlock
 SELECTIONS = ("scaled", "straight_through", "hard")
 
 
-def selection_weights(scores: Tensor, selection: str) -> Tensor:
-    """Multipliers for the kept tokens that let the task loss reach the scorer.
+def selection_weights(scores: Tensor, index: Tensor, selection: str) -> Tensor:
+    """Multipliers `[B, K]` for the kept positions `index [B, K]` of `scores [B, M]`, letting the task loss reach
+    the scorer.
 
-    `"scaled"`: sigmoid(score); `"straight_through"`: 1 in the forward pass, gradient of sigmoid(score) backward;
+    `"scaled"`: `M * softmax(scores)` at the kept positions (1 for uniform scores); the softmax runs over all M
+    positions, so raising a kept token's weight lowers every other position's score, the unkept ones included, which
+    is what teaches the ranking. `"straight_through"`: 1 in the forward pass, the gradient of `"scaled"` backward.
     `"hard"`: 1, no gradient (the paper's hard Top-K; the scorer then cannot learn from the task loss).
     """
     if selection == "hard":
-        return torch.ones_like(scores)
-    soft = torch.sigmoid(scores)
+        return torch.ones_like(index, dtype=scores.dtype)
+    soft = scores.shape[1] * torch.softmax(scores, dim=1).gather(1, index)
     if selection == "scaled":
         return soft
     return 1 + soft - soft.detach()
@@ -93,7 +96,8 @@ class STAC(Compressor):
         self.key_proj = nn.Linear(dim, dim)
         self.queries = nn.Parameter(torch.randn(num_heads, dim) * dim**-0.5)
         hidden = max(1, int(mlp_ratio * dim))
-        self.score_mlp = nn.Sequential(nn.Linear(num_heads * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        # no output bias: scores are only compared (Top-K, softmax), a shared offset would never get a gradient
+        self.score_mlp = nn.Sequential(nn.Linear(num_heads * dim, hidden), nn.GELU(), nn.Linear(hidden, 1, bias=False))
 
     @classmethod
     def paper_config(cls) -> dict:
@@ -124,14 +128,14 @@ class STAC(Compressor):
             index, _ = topk_in_order(scores, self.keep)
             kept_scores = scores.gather(1, index)
             kept = source.gather(2, index.view(batch, 1, -1, 1).expand(batch, frames, -1, channels))
-            kept = kept * selection_weights(kept_scores, self.selection).view(batch, 1, -1, 1)
+            kept = kept * selection_weights(scores, index, self.selection).view(batch, 1, -1, 1)
             token_scores = kept_scores.unsqueeze(1).expand(batch, frames, -1)
             aux = {"kept_slots": index, "slot_scores": scores}
             return per_frame_output(kept, timestamps, all_frames, token_scores.detach(), aux)
         scores = self.score(mixed.reshape(batch * frames, slots, channels)).view(batch, frames)
         index, _ = topk_in_order(scores, self.keep)
         kept_scores = scores.gather(1, index)
-        kept = gather_rows(source, index) * selection_weights(kept_scores, self.selection).view(batch, -1, 1, 1)
+        kept = gather_rows(source, index) * selection_weights(scores, index, self.selection).view(batch, -1, 1, 1)
         out = per_frame_output(
             kept,
             timestamps.gather(1, index),
