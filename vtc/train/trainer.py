@@ -1,0 +1,236 @@
+"""`Trainer`: trains a `VideoLMM` on moment retrieval with `accelerate` (one process or many, unchanged).
+
+AdamW (STAC: lr 1e-5, weight decay 0.01; as Hugging Face's Trainer, no decay on biases and norm weights), linear
+warm-up over the first `warmup_ratio` of the steps then cosine decay to 0, gradient clipping, generation-based
+validation (`vtc.eval.evaluate_moments`) every `eval_every` steps with early stopping on validation mIoU,
+metrics to `metrics.jsonl`, resumable checkpoints (`vtc.train.checkpoint`) that reproduce an uninterrupted run
+bit for bit on the same hardware and process count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vtc.compressors.base import atomic_write_text
+from vtc.eval.moment import evaluate_moments
+from vtc.lmm.answers import parse_window
+from vtc.lmm.model import VideoLMM, build_model, load_config
+from vtc.lmm.tiny import save_tiny_lm
+from vtc.train.checkpoint import CheckpointStore
+from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, save_train_config
+from vtc.train.data import SYNTHETIC_WORDS, BatchOrder, build_datasets, collate
+
+METRICS_NAME = "metrics.jsonl"
+RESULTS_NAME = "results.json"
+PREDICTIONS_NAME = "predictions.jsonl"
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
+    """LR multiplier at `step`: linear from 0 to 1 over `warmup_steps`, then cosine from 1 to 0 at `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters: matrices decay, biases and norm weights (1-D) do not."""
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameter (check llm.mode and the compressor)")
+    return [
+        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+    ]
+
+
+@torch.no_grad()
+def predict_windows(model: VideoLMM, dataset: Dataset, indices: Sequence[int], batch_size: int) -> list[dict]:
+    """Generate answers for `dataset[indices]`: moment_detr-style prediction records (`qid`,
+    `pred_relevant_windows` `[[start, end, 1.0]]` or None when unparseable, the raw `text`) and ground truth."""
+    was_training = model.training
+    model.eval()
+    records = []
+    for first in range(0, len(indices), batch_size):
+        batch = collate([dataset[index] for index in indices[first : first + batch_size]])
+        texts = model.generate_text(batch)
+        for text, qid, duration, windows in zip(texts, batch["qid"], batch["duration"], batch["windows"], strict=True):
+            parsed = parse_window(text, duration)
+            predicted = [[*parsed.window, 1.0]] if parsed.valid else None
+            records.append({"qid": qid, "pred_relevant_windows": predicted, "text": text, "relevant_windows": windows})
+    model.train(was_training)
+    return records
+
+
+def score(records: Sequence[dict]) -> dict[str, float | int]:
+    """`evaluate_moments` over prediction records that carry their ground truth."""
+    predictions = {record["qid"]: record["pred_relevant_windows"] for record in records}
+    ground_truth = {record["qid"]: np.asarray(record["relevant_windows"], dtype=np.float64) for record in records}
+    return evaluate_moments(predictions, ground_truth)
+
+
+class Trainer:
+    """Train a `VideoLMM` from a `TrainConfig`; `fit()` returns the run summary (also written to
+    `results.json`). Run it directly (one process) or under `accelerate launch` / `torchrun` (several)."""
+
+    def __init__(self, config: TrainConfig, accelerator: Any = None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.config = config
+        self.accelerator = accelerator or Accelerator(
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+        )
+        self.output_dir = Path(config.run.output_dir)
+        self.store = CheckpointStore(self.output_dir / "checkpoints", self.accelerator)
+
+    # ------------------------------------------------------------------------------------------------ setup
+
+    def model_config(self) -> dict[str, Any]:
+        """The `VideoLMM` config, with `llm.path` pointing at the run's tiny LM when `model.tiny_lm` is set."""
+        lmm = dict(self.config.model.lmm)
+        if self.config.model.tiny_lm is not None:
+            path = self.output_dir / "tiny_lm"
+            if self.accelerator.is_main_process and not (path / "config.json").exists():
+                options = {"extra_words": SYNTHETIC_WORDS, **self.config.model.tiny_lm}
+                save_tiny_lm(path, **options)
+            self.accelerator.wait_for_everyone()
+            lmm["llm"] = {**lmm.get("llm", {}), "path": str(path.resolve())}
+        return load_config(lmm)
+
+    def setup(self) -> None:
+        from accelerate.utils import set_seed
+
+        config, accelerator = self.config, self.accelerator
+        if accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_train_config(config, self.output_dir / RESOLVED_CONFIG_NAME)
+        model_config = self.model_config()
+        set_seed(config.run.seed)
+        self.model = build_model(model_config)
+        self.train_data, self.val_data = build_datasets(config.data)
+        optim = config.optim
+        optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, optim.weight_decay), lr=optim.lr, betas=tuple(optim.betas)
+        )
+        warmup = max(math.ceil(optim.warmup_ratio * optim.max_steps), 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, optim.max_steps, warmup)
+        )
+        self.wrapped, self.optimizer = accelerator.prepare(self.model, optimizer)
+        self.order = BatchOrder(
+            len(self.train_data),
+            optim.batch_size,
+            config.run.seed,
+            accelerator.num_processes,
+            accelerator.process_index,
+        )
+        self.step, self.best, self.stale_evals = 0, -1.0, 0
+
+    def resume(self) -> None:
+        """Continue from the last checkpoint; drop metric lines the interrupted run wrote after it."""
+        state = self.store.load(self.model, self.optimizer, self.scheduler)
+        self.order.load_state_dict(state["order"])
+        self.step, self.best, self.stale_evals = state["step"], state["best"], state["stale_evals"]
+        metrics_path = self.output_dir / METRICS_NAME
+        if self.accelerator.is_main_process and metrics_path.exists():
+            lines = [line for line in metrics_path.read_text().splitlines() if line.strip()]
+            kept = [line for line in lines if json.loads(line)["step"] <= self.step]
+            atomic_write_text(metrics_path, "".join(f"{line}\n" for line in kept))
+
+    # --------------------------------------------------------------------------------------------- running
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to `metrics.jsonl` (main process)."""
+        if self.accelerator.is_main_process:
+            with open(self.output_dir / METRICS_NAME, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def evaluate(self) -> tuple[dict[str, float | int], list[dict]]:
+        """Validation metrics (every process generates for its share; predictions gathered everywhere)."""
+        from accelerate.utils import gather_object
+
+        accelerator = self.accelerator
+        indices = list(range(accelerator.process_index, len(self.val_data), accelerator.num_processes))
+        records = predict_windows(self.model, self.val_data, indices, self.config.run.eval_batch_size)
+        records = gather_object(records) if accelerator.num_processes > 1 else records
+        return score(records), records
+
+    def train_step(self) -> float:
+        """One optimisation step; returns the loss averaged over processes."""
+        batch = collate([self.train_data[index] for index in self.order.next_indices()])
+        loss = self.wrapped(batch)
+        self.accelerator.backward(loss)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.accelerator.clip_grad_norm_(params, self.config.optim.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.accelerator.reduce(loss.detach(), reduction="mean").item()
+
+    def checkpoint(self, best: bool) -> None:
+        state = {
+            "order": self.order.state_dict(),
+            "best": self.best,
+            "stale_evals": self.stale_evals,
+        }
+        self.store.save(self.step, self.model, self.optimizer, self.scheduler, state, best)
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train until `max_steps` or early stopping; returns (and writes) the summary."""
+        from tqdm.auto import tqdm
+
+        self.setup()
+        if resume:
+            self.resume()
+        run, optim = self.config.run, self.config.optim
+        started = time.perf_counter()
+        progress = tqdm(
+            total=optim.max_steps,
+            initial=self.step,
+            disable=not (run.progress and self.accelerator.is_main_process),
+            desc="train",
+        )
+        self.wrapped.train()
+        stopped_early = False
+        while self.step < optim.max_steps and not stopped_early:
+            loss = self.train_step()
+            self.step += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if self.step % run.log_every == 0:
+                lr = self.scheduler.get_last_lr()[0]
+                self.log({"step": self.step, "epoch": self.order.epoch, "loss": loss, "lr": lr})
+            evaluate_now = self.step % run.eval_every == 0 or self.step == optim.max_steps
+            if evaluate_now:
+                metrics, _ = self.evaluate()
+                improved = metrics["mIoU"] > self.best
+                self.best = max(self.best, float(metrics["mIoU"]))
+                self.stale_evals = 0 if improved else self.stale_evals + 1
+                stopped_early = run.patience is not None and self.stale_evals >= run.patience
+                self.log({"step": self.step, "split": "val", **metrics})
+                self.checkpoint(best=improved)
+            elif run.save_every and self.step % run.save_every == 0:
+                self.checkpoint(best=False)
+        progress.close()
+        summary = {
+            "step": self.step,
+            "stopped_early": stopped_early,
+            "best_mIoU": self.best,
+            "best_checkpoint": str(self.store.pointer("best")),
+            "last_checkpoint": str(self.store.pointer("last")),
+            "train_seconds_this_process": round(time.perf_counter() - started, 2),
+            "num_processes": self.accelerator.num_processes,
+        }
+        if self.accelerator.is_main_process:
+            atomic_write_text(self.output_dir / RESULTS_NAME, json.dumps(summary, indent=2) + "\n")
+        return summary
