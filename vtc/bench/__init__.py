@@ -8,9 +8,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import tempfile
+from pathlib import Path
 
 BENCHMARKS = {
     "scan": ("vtc.bench.scan", "selective scan / Mamba mixer speed and peak memory against transformers and mambapy"),
+    "scaling": ("vtc.bench.scaling", "latency and peak memory of every compressor from 16 to 2048 frames"),
+    "prefill": ("vtc.bench.prefill", "LLM prefill latency for uncompressed vs compressed token counts"),
+    "streaming": ("vtc.bench.streaming", "peak memory of streaming compression from 256 to 4096 frames"),
 }
 
 
@@ -39,3 +45,18 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(column, "")) for column in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def save_figure(figure, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as PNG through a temporary file and an atomic rename; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
+    os.close(handle)
+    try:
+        figure.savefig(name, format="png", dpi=120, bbox_inches="tight")
+        os.replace(name, path)
+    finally:
+        if os.path.exists(name):
+            os.unlink(name)
+    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import resource
+import statistics
 import time
 from typing import Any
 
@@ -19,7 +20,17 @@ def _resident_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def _child(target: str, kwargs: dict, threads: int, queue) -> None:
+def _limit_memory(limit_mb: float) -> None:
+    """Let this process allocate at most `limit_mb` more data memory (allocations past it fail, the process lives)."""
+    with open("/proc/self/status") as handle:
+        data_kb = next(int(line.split()[1]) for line in handle if line.startswith("VmData:"))
+    limit = data_kb * 1024 + int(limit_mb * 2**20)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+
+
+def _child(
+    target: str, kwargs: dict, threads: int, queue, repeats: int = 1, memory_limit_mb: float | None = None
+) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -27,18 +38,37 @@ def _child(target: str, kwargs: dict, threads: int, queue) -> None:
     prepare = getattr(importlib.import_module(module_name), function_name)
     call = prepare(**kwargs)  # builds models and inputs, returns the thing to time
     before = _resident_mb()
-    start = time.perf_counter()
-    call()
-    seconds = time.perf_counter() - start
+    if memory_limit_mb is not None:
+        _limit_memory(memory_limit_mb)
+    times = []
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    except (MemoryError, RuntimeError) as error:  # an allocation past the memory limit
+        queue.put({"seconds": float("nan"), "peak_mb": float("nan"), "error": str(error).splitlines()[0][:200]})
+        return
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put({"seconds": seconds, "peak_mb": max(peak - before, 0.0)})
+    queue.put({"seconds": statistics.median(times), "peak_mb": max(peak - before, 0.0)})
 
 
-def measure(target: str, threads: int = 2, timeout: float = 3600, **kwargs: Any) -> dict[str, float]:
-    """Run `module:function(**kwargs)()` in a fresh process; `{"seconds", "peak_mb"}` of the returned call."""
+def measure(
+    target: str,
+    threads: int = 2,
+    timeout: float = 3600,
+    repeats: int = 1,
+    memory_limit_mb: float | None = None,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """Run `module:function(**kwargs)()` in a fresh process; `{"seconds", "peak_mb"}` of the returned call.
+
+    `seconds` is the median of `repeats` calls. With `memory_limit_mb`, an allocation past that much new memory
+    fails and the result carries an `"error"` (as it does on a timeout or a crash) instead of exhausting the machine.
+    """
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(target, kwargs, threads, queue))
+    process = context.Process(target=_child, args=(target, kwargs, threads, queue, repeats, memory_limit_mb))
     process.start()
     process.join(timeout)
     if process.is_alive():
