@@ -91,3 +91,20 @@ def test_keep_ratio_refuses_to_stream_and_bad_configs_raise():
     for kwargs in ({"keep_ratio": None}, {"keep_ratio": 0.5, "threshold": 1.0}, {"keep_ratio": 1.5}):
         with pytest.raises(ValueError):
             make(**kwargs)
+
+
+def test_mambamia_spatial_stage_makes_per_frame_query_anchors_that_learn_and_stream():
+    torch.manual_seed(0)
+    model = TimeAxisAggregator(16, spatial="mambamia", query_interval=5, threshold=0.0, keep_ratio=None, d_state=4)
+    tokens = torch.randn(2, 6, 20, 16)
+    out = model(tokens)
+    assert out.tokens.shape == (2, model.num_output_tokens(6, 20), 16) == (2, 24, 16)
+    out.tokens.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.spatial_stage.parameters())
+    model.eval()
+    state, frames = model.init_state(2), []
+    with torch.no_grad():
+        for t in range(6):
+            frame, state = model.step_frame(tokens[:, t], torch.full((2,), float(t)), state)
+            frames.append(frame.tokens)
+        assert (torch.cat(frames, dim=1) - model(tokens).tokens).abs().max() < 1e-5

@@ -17,6 +17,7 @@ from torch import Tensor
 from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor, square_grid
 from vtc.compressors.ops import compress_valid_frames, per_frame_output
 from vtc.compressors.pooling import as_pair, from_grid, optional_grid, to_grid
+from vtc.compressors.tstar import TSTAR
 from vtc.ssm import MambaBlock
 
 THRESHOLD_TOLERANCE = 1e-6
@@ -44,8 +45,12 @@ class TimeAxisAggregator(Compressor):
 
     Args:
         dim: token width D.
-        anchor_pool: per-frame average pooling window on the patch grid that makes the anchor tokens (the spatial
-            stage when the aggregator is used alone; ceil mode).
+        spatial: the spatial stage that makes each frame's anchor tokens: "pool" (average pooling with
+            `anchor_pool`, ceil mode; the aggregator used alone) or "mambamia" (MambaMia's per-frame queries: a
+            per-frame `tstar` with the MambaMia block, one query per `query_interval` patches, as in the paper's
+            hour-long model).
+        anchor_pool: pooling window of `spatial="pool"`.
+        query_interval, spatial_layers: the MambaMia spatial stage's k and number of blocks.
         keep_ratio: target fraction of frames kept; the threshold is `sum(delta_t) / ceil(keep_ratio * T)` per
             video, so at most `ceil(keep_ratio * T)` frames (and at least one) are kept.
         threshold: a fixed threshold instead (then `keep_ratio` must be None); this makes keeping causal, so the
@@ -63,7 +68,10 @@ class TimeAxisAggregator(Compressor):
     def __init__(
         self,
         dim: int,
+        spatial: str = "pool",
         anchor_pool: int | tuple[int, int] = 2,
+        query_interval: int = 10,
+        spatial_layers: int = 1,
         keep_ratio: float | None = 0.5,
         threshold: float | None = None,
         grid: tuple[int, int] | None = None,
@@ -73,7 +81,10 @@ class TimeAxisAggregator(Compressor):
     ) -> None:
         super().__init__(
             dim=dim,
+            spatial=spatial,
             anchor_pool=anchor_pool,
+            query_interval=query_interval,
+            spatial_layers=spatial_layers,
             keep_ratio=keep_ratio,
             threshold=threshold,
             grid=grid,
@@ -87,9 +98,26 @@ class TimeAxisAggregator(Compressor):
             raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
         if threshold is not None and threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {threshold}")
+        if spatial not in ("pool", "mambamia"):
+            raise ValueError(f"spatial must be 'pool' or 'mambamia', got {spatial!r}")
         self.keep_ratio, self.threshold = keep_ratio, threshold
         self.anchor_pool, self.grid = as_pair(anchor_pool), optional_grid(grid)
         self.supports_streaming = threshold is not None
+        self.spatial_stage = (
+            TSTAR(
+                dim,
+                query_interval,
+                spatial_layers,
+                frame_ratio=1.0,
+                block="mambamia",
+                per_frame=True,
+                d_state=d_state,
+                d_conv=d_conv,
+                expand=expand,
+            )
+            if spatial == "mambamia"
+            else None
+        )
         self.temporal = MambaBlock(dim, mixer="mamba", d_state=d_state, d_conv=d_conv, expand=expand)
 
     @classmethod
@@ -99,6 +127,9 @@ class TimeAxisAggregator(Compressor):
 
     def anchors(self, tokens: Tensor) -> Tensor:
         """`[B, T, N, D]` -> per-frame anchors `[B, T, A, D]`."""
+        if self.spatial_stage is not None:
+            batch, frames = tokens.shape[:2]
+            return self.spatial_stage(tokens).tokens.reshape(batch, frames, -1, self.dim)
         pooled = F.avg_pool2d(to_grid(tokens, self.grid), self.anchor_pool, self.anchor_pool, ceil_mode=True)
         return from_grid(pooled, tokens.shape[0])
 
@@ -129,8 +160,11 @@ class TimeAxisAggregator(Compressor):
         return out
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
-        height, width = square_grid(tokens_per_frame, self.grid)
-        anchors = ceil_div(height, self.anchor_pool[0]) * ceil_div(width, self.anchor_pool[1])
+        if self.spatial_stage is not None:
+            anchors = self.spatial_stage.num_output_tokens(1, tokens_per_frame)
+        else:
+            height, width = square_grid(tokens_per_frame, self.grid)
+            anchors = ceil_div(height, self.anchor_pool[0]) * ceil_div(width, self.anchor_pool[1])
         frames = num_frames if self.threshold is not None else math.ceil(self.keep_ratio * num_frames)
         return frames * anchors
 
