@@ -2,6 +2,10 @@
 
 Ground truth with `options` is multiple-choice QA (predictions carry `prediction`); otherwise moment retrieval
 in moment_detr's format (predictions carry `pred_relevant_windows`).
+
+`vtc evaluate --checkpoint DIR [--data data.yaml] [--split val]` instead generates answers with a trained model
+(a checkpoint folder of `vtc train`, or a run folder: its best checkpoint) on a split of the data config (by
+default the run's own), and writes `predictions.jsonl` and `metrics.json` to `--out` (default `DIR/eval-SPLIT`).
 """
 
 from __future__ import annotations
@@ -47,14 +51,29 @@ def evaluate_files(predictions_path: Path, ground_truth_path: Path) -> dict[str,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--predictions", type=Path, required=True, help="predictions, JSON lines with `qid`")
-    parser.add_argument("--ground-truth", type=Path, required=True, help="ground truth, JSON lines with `qid`")
+    parser.add_argument("--predictions", type=Path, help="predictions, JSON lines with `qid`")
+    parser.add_argument("--ground-truth", type=Path, help="ground truth, JSON lines with `qid`")
     parser.add_argument("--output", type=Path, help="also write the metrics JSON to this file (atomically)")
+    parser.add_argument("--checkpoint", type=Path, help="a `vtc train` checkpoint or run folder: generate answers")
+    parser.add_argument("--data", type=Path, action="append", default=[], help="data config YAML (repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--split", choices=("val", "train"), default="val", help="split of the data config")
+    parser.add_argument("--out", type=Path, help="folder for predictions.jsonl and metrics.json")
+    parser.add_argument("--batch-size", type=int, default=8)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.checkpoint is None and (args.predictions is None or args.ground_truth is None):
+        print("vtc evaluate: error: give --predictions and --ground-truth, or --checkpoint", file=sys.stderr)
+        return 2
     try:
-        metrics = evaluate_files(args.predictions, args.ground_truth)
+        if args.checkpoint is not None:
+            from vtc.train.evaluate import evaluate_checkpoint
+
+            out = args.out or args.checkpoint / f"eval-{args.split}"
+            metrics = evaluate_checkpoint(args.checkpoint, args.data, args.set, args.split, out, args.batch_size)
+        else:
+            metrics = evaluate_files(args.predictions, args.ground_truth)
     except (OSError, ValueError) as error:
         print(f"vtc evaluate: error: {error}", file=sys.stderr)
         return 2

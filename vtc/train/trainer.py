@@ -87,8 +87,10 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.config = config
+        # Without a GPU, accelerate needs `cpu=True` to see a torchrun / `accelerate launch` group (gloo).
         self.accelerator = accelerator or Accelerator(
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+            cpu=not torch.cuda.is_available(),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         self.output_dir = Path(config.run.output_dir)
         self.store = CheckpointStore(self.output_dir / "checkpoints", self.accelerator)

@@ -1,0 +1,57 @@
+"""Evaluate a trained checkpoint: generate answers on a split, write predictions and metrics (`vtc evaluate
+--checkpoint`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from vtc.compressors.base import atomic_write_text
+from vtc.data.jsonl import write_jsonl
+from vtc.train.checkpoint import load_model
+from vtc.train.config import RESOLVED_CONFIG_NAME, load_train_config
+from vtc.train.data import build_datasets
+from vtc.train.trainer import PREDICTIONS_NAME, predict_windows, score
+
+METRICS_JSON = "metrics.json"
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint folder (holding `model/`), or a run folder's best checkpoint."""
+    if (path / "model").is_dir():
+        return path
+    pointer = path / "checkpoints" / "best.json"
+    if pointer.exists():
+        return path / "checkpoints" / json.loads(pointer.read_text())["dir"]
+    raise ValueError(f"{path} is neither a checkpoint folder (with model/) nor a run folder with a best checkpoint")
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    data_configs: Sequence[str | os.PathLike],
+    overrides: Sequence[str],
+    split: str,
+    out: str | os.PathLike,
+    batch_size: int = 8,
+) -> dict[str, float | int]:
+    """Metrics of a checkpoint on `split` of the data config (the run's own when `data_configs` is empty);
+    writes `out/predictions.jsonl` (moment_detr format plus the raw `text`) and `out/metrics.json`."""
+    folder = resolve_checkpoint(Path(checkpoint))
+    if not data_configs:
+        run_config = folder.parent.parent / RESOLVED_CONFIG_NAME
+        if not run_config.exists():
+            raise ValueError(f"no --data given and no run config at {run_config}")
+        data_configs = [run_config]
+    config = load_train_config(data_configs, overrides)
+    train, val = build_datasets(config.data)
+    dataset = val if split == "val" else train
+    model = load_model(folder / "model")
+    records = predict_windows(model, dataset, range(len(dataset)), batch_size)
+    metrics = score(records)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / PREDICTIONS_NAME, records)
+    atomic_write_text(out / METRICS_JSON, json.dumps(metrics) + "\n")
+    return metrics
