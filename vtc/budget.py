@@ -12,6 +12,7 @@ A method registered later gets a budget by adding one `KNOBS` entry; `tests/test
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -115,8 +116,14 @@ KNOBS: dict[str, tuple[Knob, ...]] = {
 
 def count_tokens(method: str, num_frames: int, tokens_per_frame: int, config: dict[str, Any]) -> int:
     """Exact output tokens per video of `method` with `config` (inference mode), from the class itself."""
-    model = _meta_model(method, config)
-    return model.num_output_tokens(num_frames, tokens_per_frame)
+    frozen = tuple(sorted((key, tuple(value) if isinstance(value, list) else value) for key, value in config.items()))
+    return _count_frozen(method, num_frames, tokens_per_frame, frozen)
+
+
+@functools.lru_cache(maxsize=65536)
+def _count_frozen(method: str, num_frames: int, tokens_per_frame: int, config: tuple[tuple[str, Any], ...]) -> int:
+    """`count_tokens` on a hashable config, cached: a search asks for the same settings again and again."""
+    return _meta_model(method, dict(config)).num_output_tokens(num_frames, tokens_per_frame)
 
 
 def _meta_model(method: str, config: dict[str, Any]) -> torch.nn.Module:
