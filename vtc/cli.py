@@ -15,6 +15,7 @@ from typing import Any
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vtc.demo", "run the main job: compressors trained and compared on the embedded default data"),
     "info": ("vtc.info", "list compressors, or print a compressor's configuration and parameter count"),
+    "compare": ("vtc.compare", "train and evaluate compressors at equal token budgets; tables, plots, costs"),
     "bench": ("vtc.bench", "benchmarks: scan speed and memory, ..."),
     "evaluate": (
         "vtc.eval.cli",
