@@ -155,6 +155,10 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def compare(settings: CompareSettings) -> dict[str, Any]:
     """Run the comparison; returns (and writes) `{"settings", "tables": {budget: {method: row}}, "runs"}`."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     output = Path(settings.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     probe = base_config(settings, output / "probe", settings.seeds[0], {"name": "none"})
