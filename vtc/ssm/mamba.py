@@ -97,22 +97,19 @@ def _selective_ssm(
     x, conv_tail = _causal_conv(x, conv1d, state.conv)
     x = F.silu(x)
     dt, B, C = x_proj(x.transpose(1, 2)).split([dt_proj.in_features, d_state, d_state], dim=-1)
-    dt = (dt @ dt_proj.weight.T).transpose(1, 2)
+    delta = F.softplus(dt @ dt_proj.weight.T + dt_proj.bias)  # [B, L, d_inner], computed once
     y, ssm_state = selective_scan(
         x,
-        dt,
+        delta.transpose(1, 2),
         -torch.exp(A_log.float()),
         B.transpose(1, 2),
         C.transpose(1, 2),
         D=D.float(),
         z=z,
-        delta_bias=dt_proj.bias.float(),
-        delta_softplus=True,
         return_last_state=True,
         initial_state=state.ssm,
         backend=backend,
     )
-    delta = F.softplus(dt.transpose(1, 2) + dt_proj.bias)
     return y, MambaState(conv_tail, ssm_state), delta
 
 

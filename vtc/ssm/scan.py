@@ -22,8 +22,9 @@ from torch import Tensor
 
 BACKENDS = ("auto", "reference", "chunked", "cuda")
 CHUNK_SIZE = 64
-# Largest total log-decay allowed inside one chunk: exp(60) ~ 1e26 stays far from fp32 overflow (3e38).
-MAX_CHUNK_DECAY = 60.0
+# Largest total log-decay allowed inside one chunk. Decays are taken relative to the chunk's midpoint, so factors
+# stay within exp(+-60) ~ 1e26, far from fp32 overflow (3e38).
+MAX_CHUNK_DECAY = 120.0
 
 
 def selective_scan(
@@ -192,32 +193,39 @@ def _chunk_inputs(u, delta, A, B, C, start, end):
     return u_c, delta_c, B_c, C_c, A.view(groups, dim // groups, state, 1), x
 
 
-def _chunk_decay(delta: Tensor, A: Tensor) -> Tensor:
-    """`exp(A cumsum(delta))` along time, `[b, g, dg, n, T]`.
+def _chunk_decay(delta: Tensor, A: Tensor) -> tuple[Tensor, Tensor]:
+    """Decays of one chunk relative to its midpoint: `exp(A (cumsum(delta)_t - m))` `[b, g, dg, n, T]` and
+    `exp(A m)` `[b, g, dg, n]`, with `m` half the chunk's total `delta`.
 
     A does not depend on time, so the cumulative log-decay is one cumulative sum over `[b, g, dg, T]` times A.
-    Chunks bound the total decay, so dividing by it stays finite (one-step chunks never divide).
+    Centring on the midpoint keeps both the decay and its inverse within `exp(+-MAX_CHUNK_DECAY / 2)`.
     """
-    return (delta.cumsum(dim=-1).unsqueeze(3) * A).exp_()
+    cumulative = delta.cumsum(dim=-1)
+    middle = cumulative[..., -1:] / 2
+    decay = ((cumulative - middle).unsqueeze(3) * A).exp_()
+    return decay, (middle.unsqueeze(3) * A).squeeze(-1).exp_()
 
 
-def _chunk_states(x: Tensor, h0: Tensor, decay: Tensor) -> Tensor:
-    """All states of one chunk, `h_t = exp(delta_t A) h_{t-1} + x_t`, in closed form from `h0` (eq. 2a).
+def _chunk_states(x: Tensor, h0: Tensor, decays: tuple[Tensor, Tensor]) -> Tensor:
+    """All states of one chunk, `h_t = exp(delta_t A) h_{t-1} + x_t`, in closed form from `h0` (eq. 2a):
+    `h_t = d_t (exp(A m) h0 + sum_{s<=t} x_s / d_s)` with `d_t = exp(A (cumsum(delta)_t - m))`.
 
     Overwrites and returns `x` (in-place ops avoid allocating a chunk-sized tensor per step of the formula).
     """
+    decay, offset = decays
+    start = (offset * h0).unsqueeze(-1)
     if x.shape[-1] == 1:
-        return x.addcmul_(decay, h0.unsqueeze(-1))
-    return x.div_(decay).cumsum_(dim=-1).add_(h0.unsqueeze(-1)).mul_(decay)
+        return x.addcmul_(decay, start)
+    return x.div_(decay).cumsum_(dim=-1).add_(start).mul_(decay)
 
 
-def _chunk_adjoints(source: Tensor, carry: Tensor, decay: Tensor) -> Tensor:
-    """Reverse scan `g_t = source_t + exp(delta_{t+1} A) g_{t+1}`, with `g_{T-1} = source_{T-1} + carry`.
-
-    Overwrites `source`.
+def _chunk_adjoints(source: Tensor, carry: Tensor, decays: tuple[Tensor, Tensor]) -> Tensor:
+    """Reverse scan `g_t = source_t + exp(delta_{t+1} A) g_{t+1}`, with `g_{T-1} = source_{T-1} + carry`:
+    `g_t = (sum_{s>=t} d_s source_s + d_{T-1} carry) / d_t` (the midpoint cancels). Overwrites `source`.
     """
     if source.shape[-1] == 1:
         return source.add_(carry.unsqueeze(-1))
+    decay = decays[0]
     tail = source.mul_(decay).flip(-1).cumsum_(dim=-1).flip(-1)
     return tail.add_((decay[..., -1] * carry).unsqueeze(-1)).div_(decay)
 
@@ -258,18 +266,20 @@ class _ChunkedScan(torch.autograd.Function):
         for index in reversed(range(len(ctx.bounds))):
             start, end = ctx.bounds[index]
             u_c, delta_c, B_c, C_c, A_c, x = _chunk_inputs(u, delta, A, B, C, start, end)
-            decay = _chunk_decay(delta_c, A_c)
-            states = _chunk_states(x.clone(), starts[index], decay)
+            decays = _chunk_decay(delta_c, A_c)
+            states = _chunk_states(x, starts[index], decays)
             dy = grad_y[..., start:end].unsqueeze(3)  # [b, g, dg, 1, T]
             grad_C[..., start:end] = (states * dy).sum(2)
-            adjoint = _chunk_adjoints(C_c * dy, carry, decay)  # dL/dh_t
+            adjoint = _chunk_adjoints(C_c * dy, carry, decays)  # dL/dh_t
             grad_delta_u = torch.linalg.vecdot(adjoint, B_c, dim=-2)  # dL/d(delta_t u_t)
             grad_B[..., start:end] = (adjoint * (delta_c * u_c).unsqueeze(3)).sum(2)
-            grad_log_decay = states.sub_(x).mul_(adjoint)  # dL/d(delta_t A) = g_t * exp(delta_t A) h_{t-1}
+            step_decay = (delta_c.unsqueeze(3) * A_c).exp_()  # exp(delta_t A)
+            previous = torch.cat([starts[index].unsqueeze(-1), states[..., :-1]], dim=-1)  # h_{t-1}
+            grad_log_decay = previous.mul_(step_decay).mul_(adjoint)  # dL/d(delta_t A) = g_t exp(delta_t A) h_{t-1}
             grad_A += (grad_log_decay * delta_c.unsqueeze(3)).sum(dim=(0, -1))
             grad_delta[..., start:end] = torch.linalg.vecdot(grad_log_decay, A_c, dim=-2) + grad_delta_u * u_c
             grad_u[..., start:end] = grad_delta_u * delta_c
-            carry = (delta_c[..., :1].unsqueeze(3) * A_c).exp_().squeeze(-1) * adjoint[..., 0]
+            carry = step_decay[..., 0] * adjoint[..., 0]
         return (
             grad_u.reshape(batch, dim, length),
             grad_delta.reshape(batch, dim, length),
