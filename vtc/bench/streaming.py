@@ -69,6 +69,7 @@ def prepare_stream(
 
 def run(args: argparse.Namespace) -> dict:
     configs = streaming_configs(args.compressors)
+    columns = ["compressor", *(f"peak_mb_{frames}" for frames in args.frames), "growth_mb", "growth", "flat"]
     rows = []
     for method, config in configs.items():
         row: dict[str, Any] = {"compressor": method, "config": config}
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> dict:
         row["flat"] = bool(row["growth"] <= 0.05)
         rows.append(row)
         if not args.json:
-            print(f"{method}: growth {row['growth']:.1%} from {args.frames[0]} to {args.frames[-1]} frames", flush=True)
+            print(format_table(rows[-1:], columns), flush=True)
     result = {
         "benchmark": "streaming",
         "tokens_per_frame": args.tokens_per_frame,
@@ -100,6 +101,5 @@ def run(args: argparse.Namespace) -> dict:
         "rows": rows,
     }
     if not args.json:
-        columns = ["compressor", *(f"peak_mb_{frames}" for frames in args.frames), "growth_mb", "growth", "flat"]
-        print(format_table(rows, columns) if rows else "no compressor streams")
+        print("\n" + (format_table(rows, columns) if rows else "no compressor streams"))
     return result
