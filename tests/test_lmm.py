@@ -259,3 +259,23 @@ def test_4bit_lora_trains_a_step(folders):
         pytest.skip(f"bitsandbytes cannot load a 4-bit model on this CPU: {error}")
     losses = train(model, frames_batch(), steps=2, lr=1e-2)
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_trainable_tiny_encoder_trains_and_round_trips(folders, tmp_path):
+    torch.manual_seed(0)
+    encoder = {"type": "tiny", "image_size": 16, "patch_size": 8, "dim": 16, "depth": 1, "heads": 2}
+    llm = {"path": str(folders["llama"]), "mode": "frozen"}
+    model = vtc.build_model({"encoder": encoder, "encoder_trainable": True, "llm": llm, "num_frames": 3})
+    before = {name: p.detach().clone() for name, p in model.encoder.named_parameters()}
+    train(model, frames_batch(), steps=2, lr=1e-2)
+    assert model.encoder.training
+    assert all(not torch.equal(before[name], p) for name, p in model.encoder.named_parameters() if p.ndim > 1)
+    model.save_pretrained(tmp_path)
+    loaded = VideoLMM.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.encoder.state_dict(), model.encoder.state_dict())
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(frames_batch()), model(frames_batch()))
+    with pytest.raises(ValueError, match="cannot train"):
+        vtc.build_model({**model_config(folders, "clip_llama"), "encoder_trainable": True})

@@ -8,11 +8,13 @@ from torch import Tensor, nn
 class VisionEncoder(nn.Module):
     """Maps video frames to per-frame visual tokens.
 
-    Subclasses set `output_dim` (D) and `tokens_per_frame` (N) and implement `encode`.
+    Subclasses set `output_dim` (D) and `tokens_per_frame` (N) and implement `encode`; `supports_training` is
+    True where gradients flow through `encode` (else it runs without them).
     """
 
     output_dim: int
     tokens_per_frame: int
+    supports_training: bool = False
 
     def encode(self, frames: Tensor) -> Tensor:
         """Encode frames.

@@ -15,6 +15,8 @@ class TinyVisionEncoder(VisionEncoder):
     Unlike the Hugging Face towers it is trainable (gradients flow through `encode`).
     """
 
+    supports_training = True
+
     def __init__(
         self, image_size: int = 32, patch_size: int = 8, dim: int = 32, depth: int = 2, heads: int = 2
     ) -> None:

@@ -34,12 +34,14 @@ CONFIG_NAME = "config.json"
 PROJECTOR_NAME = "projector.safetensors"
 ADAPTER_NAME = "adapter.safetensors"
 LLM_WEIGHTS_NAME = "llm.safetensors"
+ENCODER_WEIGHTS_NAME = "encoder.safetensors"
 LLM_MODES = ("frozen", "lora", "full")
 # STAC: LoRA r=8, alpha=32 on the T5 attention and feed-forward projections.
 STAC_T5_LORA_TARGETS = ("q", "k", "v", "o", "wi_0", "wi_1", "wo")
 
 DEFAULTS: dict[str, Any] = {
     "encoder": None,
+    "encoder_trainable": False,
     "feature_dim": None,
     "compressor": {"name": "none"},
     "projector": "linear",
@@ -73,6 +75,8 @@ def load_config(config: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         raise ValueError(f"llm.mode must be one of {LLM_MODES}, got {merged['llm']['mode']!r}")
     if merged["encoder"] is None and merged["feature_dim"] is None:
         raise ValueError("give an encoder config, or feature_dim when training on cached features")
+    if merged["encoder_trainable"] and merged["encoder"] is None:
+        raise ValueError("encoder_trainable needs an encoder config (cached features have no encoder to train)")
     return merged
 
 
@@ -140,7 +144,8 @@ class VideoLMM(nn.Module):
     """A video LLM around any registered compressor. Build it with `vtc.build_model(config)`.
 
     Trained: compressor + projector always; the language model per `llm.mode` (frozen / LoRA / full);
-    the vision encoder never.
+    the vision encoder only with `encoder_trainable` (default False: pretrained towers stay frozen; an encoder
+    whose `supports_training` is set, such as the random `tiny` one, may then train end to end).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -153,6 +158,10 @@ class VideoLMM(nn.Module):
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         language_model, blip2 = load_language_model(path, llm_config["load_in_4bit"])
         self.encoder = self._build_encoder(config["encoder"], blip2, path)
+        if config["encoder_trainable"]:
+            if not self.encoder.supports_training:
+                raise ValueError(f"encoder_trainable: the {type(self.encoder).__name__} encoder cannot train")
+            self.encoder.requires_grad_(True)
         dim = self.encoder.output_dim if self.encoder is not None else int(config["feature_dim"])
         compressor_config = dict(config["compressor"])
         self.compressor = create_compressor(compressor_config.pop("name"), dim=dim, **compressor_config)
@@ -189,10 +198,18 @@ class VideoLMM(nn.Module):
     def device(self) -> torch.device:
         return self.projector.layers[0].weight.device
 
+    @property
+    def stores_encoder(self) -> bool:
+        """Whether `save_pretrained` writes the encoder's weights: it trains, or it is a random `tiny` one
+        (nothing to rebuild it from)."""
+        if self.encoder is None:
+            return False
+        return bool(self.config["encoder_trainable"]) or self.config["encoder"].get("type") == "tiny"
+
     def train(self, mode: bool = True) -> VideoLMM:
-        """The encoder always stays in eval mode, and so does a frozen language model."""
+        """A frozen encoder always stays in eval mode, and so does a frozen language model."""
         super().train(mode)
-        if self.encoder is not None:
+        if self.encoder is not None and not self.config["encoder_trainable"]:
             self.encoder.eval()
         if self.config["llm"]["mode"] == "frozen":
             self.llm.eval()
@@ -214,7 +231,7 @@ class VideoLMM(nn.Module):
         else:
             if self.encoder is None:
                 raise ValueError("this model has no encoder (feature_dim config): pass batch['features']")
-            with torch.no_grad():
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.config["encoder_trainable"]):
                 encoded = [self.encoder.encode(frames) for frames in batch["frames"]]
             features = pad_sequence(encoded, batch_first=True).to(self.device)
             times = [torch.as_tensor(t, dtype=torch.float32) for t in batch["timestamps"]]
@@ -369,7 +386,7 @@ class VideoLMM(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write the config and only the trained weights (compressor, projector, LoRA adapters or the full
-        language model), each file atomically."""
+        language model, the encoder when `stores_encoder`), each file atomically."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.compressor.save_pretrained(directory / "compressor")
@@ -381,6 +398,8 @@ class VideoLMM(nn.Module):
             atomic_save_safetensors(detached(get_peft_model_state_dict(self.llm)), directory / ADAPTER_NAME)
         elif mode == "full":
             atomic_save_safetensors(detached(self.language_model.state_dict()), directory / LLM_WEIGHTS_NAME)
+        if self.stores_encoder:
+            atomic_save_safetensors(detached(self.encoder.state_dict()), directory / ENCODER_WEIGHTS_NAME)
         atomic_write_text(directory / CONFIG_NAME, json.dumps(self.config, indent=2, sort_keys=True, default=str))
 
     @classmethod
@@ -405,6 +424,8 @@ class VideoLMM(nn.Module):
                 raise ValueError(f"{directory / ADAPTER_NAME} has unexpected keys {result.unexpected_keys[:5]}")
         elif mode == "full":
             model.language_model.load_state_dict(load_file(str(directory / LLM_WEIGHTS_NAME)), strict=True)
+        if model.stores_encoder:
+            model.encoder.load_state_dict(load_file(str(directory / ENCODER_WEIGHTS_NAME)), strict=True)
         return model
 
 

@@ -3,8 +3,8 @@
 Layout under `DIR/checkpoints/`: one folder per kept step (`step-00000100/`), filled under a temporary name and
 renamed into place (a folder rename is atomic), and the pointers `last.json` / `best.json`, each replaced
 atomically after its folder is complete. Only the last and the best folders are kept. A folder holds
-- `model/`: `VideoLMM.save_pretrained` (config + trained weights only) and, for a randomly initialised `tiny`
-  encoder (nothing to reload it from), `encoder.safetensors`;
+- `model/`: `VideoLMM.save_pretrained` (config + trained weights only, with `encoder.safetensors` for a
+  trainable or randomly initialised `tiny` encoder);
 - `optimizer.pt`, `scheduler.pt` (state dicts, loaded with `weights_only=True`);
 - `rng-rank{r}.pt`: python, numpy and torch RNG states of each process;
 - `state.json`: step, data order (epoch, position, sampler seed), best metric, evaluations without progress.
@@ -21,12 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from vtc.compressors.base import atomic_save_safetensors, atomic_write_text
-from vtc.lmm.model import VideoLMM, detached
+from vtc.compressors.base import atomic_write_text
+from vtc.lmm.model import VideoLMM
 
-ENCODER_WEIGHTS = "encoder.safetensors"
 POINTERS = ("last", "best")
 
 
@@ -34,36 +32,19 @@ def step_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
-def has_saved_encoder(model: VideoLMM) -> bool:
-    """Whether the encoder's weights must travel with the model (a random `tiny` encoder has no source)."""
-    encoder = model.config.get("encoder")
-    return model.encoder is not None and isinstance(encoder, dict) and encoder.get("type") == "tiny"
-
-
-def save_model(model: VideoLMM, directory: Path) -> None:
-    """`save_pretrained` plus the weights of a random tiny encoder."""
-    model.save_pretrained(directory)
-    if has_saved_encoder(model):
-        atomic_save_safetensors(detached(model.encoder.state_dict()), directory / ENCODER_WEIGHTS)
-
-
 def load_model_weights(model: VideoLMM, directory: Path) -> None:
-    """Load the trained weights written by `save_model` into an already built `model` (same config)."""
+    """Load the weights `save_pretrained` wrote into an already built `model` (same config)."""
     loaded = VideoLMM.from_pretrained(directory, llm=model.config["llm"])
-    trained = {name for name, parameter in loaded.named_parameters() if parameter.requires_grad}
-    state = {name: tensor for name, tensor in loaded.state_dict().items() if name in trained}
+    saved = {name for name, parameter in loaded.named_parameters() if parameter.requires_grad}
+    if loaded.stores_encoder:
+        saved |= {f"encoder.{name}" for name in loaded.encoder.state_dict()}
+    state = {name: tensor for name, tensor in loaded.state_dict().items() if name in saved}
     model.load_state_dict(state, strict=False)
-    if has_saved_encoder(model):
-        model.encoder.load_state_dict(load_file(str(directory / ENCODER_WEIGHTS)), strict=True)
 
 
 def load_model(directory: str | os.PathLike, **overrides: Any) -> VideoLMM:
-    """A model saved by `save_model` (a checkpoint's `model/` folder), ready for `generate_text`."""
-    directory = Path(directory)
-    model = VideoLMM.from_pretrained(directory, **overrides)
-    if has_saved_encoder(model):
-        model.encoder.load_state_dict(load_file(str(directory / ENCODER_WEIGHTS)), strict=True)
-    return model.eval()
+    """A model saved by `save_pretrained` (a checkpoint's `model/` folder), ready for `generate_text`."""
+    return VideoLMM.from_pretrained(Path(directory), **overrides).eval()
 
 
 def rng_state() -> dict[str, Any]:
@@ -134,7 +115,7 @@ class CheckpointStore:
         torch.save(rng_state(), staging / f"rng-rank{accelerator.process_index}.pt")
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            save_model(model, staging / "model")
+            model.save_pretrained(staging / "model")
             torch.save(optimizer.state_dict(), staging / "optimizer.pt")
             torch.save(scheduler.state_dict(), staging / "scheduler.pt")
             atomic_write_text(staging / "state.json", json.dumps({**state, "step": step}, indent=2))
