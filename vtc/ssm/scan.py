@@ -216,7 +216,7 @@ def _chunk_states(x: Tensor, h0: Tensor, decays: tuple[Tensor, Tensor]) -> Tenso
     start = (offset * h0).unsqueeze(-1)
     if x.shape[-1] == 1:
         return x.addcmul_(decay, start)
-    return x.div_(decay).cumsum_(dim=-1).add_(start).mul_(decay)
+    return x.div_(decay).cumsum(dim=-1).add_(start).mul_(decay)
 
 
 def _chunk_adjoints(source: Tensor, carry: Tensor, decays: tuple[Tensor, Tensor]) -> Tensor:
@@ -226,7 +226,7 @@ def _chunk_adjoints(source: Tensor, carry: Tensor, decays: tuple[Tensor, Tensor]
     if source.shape[-1] == 1:
         return source.add_(carry.unsqueeze(-1))
     decay = decays[0]
-    tail = source.mul_(decay).flip(-1).cumsum_(dim=-1).flip(-1)
+    tail = source.mul_(decay).flip(-1).cumsum(dim=-1).flip(-1)
     return tail.add_((decay[..., -1] * carry).unsqueeze(-1)).div_(decay)
 
 
