@@ -197,9 +197,7 @@ def atomic_save_safetensors(tensors: dict[str, Tensor], path: Path, metadata: di
 _REGISTRY: dict[str, tuple[type[Compressor], dict[str, Any]]] = {}
 
 
-def register_compressor(
-    name: str, **preset: Any
-) -> Callable[[type[Compressor]], type[Compressor]]:
+def register_compressor(name: str, **preset: Any) -> Callable[[type[Compressor]], type[Compressor]]:
     """Class decorator: register `cls` under `name`, optionally as a preset (default config overrides)."""
 
     def decorator(cls: type[Compressor]) -> type[Compressor]:
