@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from vtc.bench import cost, prefill, scaling, streaming
+from vtc.bench.measure import measure
 from vtc.compressors import create_compressor
 
 
@@ -130,3 +131,11 @@ def test_streaming_benchmark():
     assert row["compressor"] == "none" and row["config"] == {}
     assert row["seconds_4"] > 0 and row["seconds_8"] > 0 and row["peak_mb_8"] >= 0
     assert isinstance(row["flat"], bool)
+
+
+def test_measure_reports_an_allocation_past_the_memory_limit():
+    args = {"method": "avgpool2d", "config": {}, "num_frames": 64, "tokens_per_frame": 256, "dim": 256}
+    limited = measure("vtc.bench.cost:prepare_compressor", threads=1, memory_limit_mb=1, **args)
+    assert "can't allocate memory" in limited["error"] and math.isnan(limited["seconds"])
+    free = measure("vtc.bench.cost:prepare_compressor", threads=1, repeats=2, **args)
+    assert "error" not in free and free["seconds"] > 0 and free["peak_mb"] > 1

@@ -20,12 +20,14 @@ def _resident_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def _limit_memory(limit_mb: float) -> None:
-    """Let this process allocate at most `limit_mb` more data memory (allocations past it fail, the process lives)."""
+def _limit_memory(limit_mb: float) -> tuple[int, int]:
+    """Let this process allocate at most `limit_mb` more data memory (allocations past it fail, the process lives);
+    returns the previous limits."""
     with open("/proc/self/status") as handle:
         data_kb = next(int(line.split()[1]) for line in handle if line.startswith("VmData:"))
-    limit = data_kb * 1024 + int(limit_mb * 2**20)
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+    previous = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (data_kb * 1024 + int(limit_mb * 2**20), previous[1]))
+    return previous
 
 
 def _child(
@@ -38,8 +40,7 @@ def _child(
     prepare = getattr(importlib.import_module(module_name), function_name)
     call = prepare(**kwargs)  # builds models and inputs, returns the thing to time
     before = _resident_mb()
-    if memory_limit_mb is not None:
-        _limit_memory(memory_limit_mb)
+    previous_limits = None if memory_limit_mb is None else _limit_memory(memory_limit_mb)
     times = []
     try:
         for _ in range(repeats):
@@ -47,7 +48,14 @@ def _child(
             call()
             times.append(time.perf_counter() - start)
     except (MemoryError, RuntimeError) as error:  # an allocation past the memory limit
-        queue.put({"seconds": float("nan"), "peak_mb": float("nan"), "error": str(error).splitlines()[0][:200]})
+        failure = str(error).splitlines()[0][:200]
+    else:
+        failure = None
+    finally:
+        if previous_limits is not None:  # reporting needs memory of its own (the queue's feeder thread)
+            resource.setrlimit(resource.RLIMIT_DATA, previous_limits)
+    if failure is not None:
+        queue.put({"seconds": float("nan"), "peak_mb": float("nan"), "error": failure})
         return
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"seconds": statistics.median(times), "peak_mb": max(peak - before, 0.0)})
