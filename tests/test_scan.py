@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vtc.ssm import selective_scan, ssd_scan
 from vtc.ssm import scan as scan_module
+from vtc.ssm import selective_scan, ssd_scan
 
 
 def _inputs(batch, dim, state, length, groups, seed, with_d, with_z, with_bias, with_state, delta_scale=1.0):
@@ -79,7 +81,7 @@ def test_chunked_exact_under_extreme_decay():
     y_ref, last_ref, grads_ref = _run("reference", inputs, softplus=False)
     y, last, grads = _run("chunked", inputs, softplus=False)
     assert torch.isfinite(y).all()
-    assert _relative(y, y_ref) < 1e-4
+    assert _relative(y, y_ref) < 1e-4 and _relative(last, last_ref) < 1e-4
     for name, grad in grads.items():
         assert torch.isfinite(grad).all(), name
         assert _relative(grad, grads_ref[name]) < 1e-4, name
@@ -91,7 +93,7 @@ def test_chunk_bounds_shrink_only_where_needed():
     A = -torch.ones(1, 1)
     bounds = scan_module._chunk_bounds(delta, A, 64)
     assert bounds[0] == (0, 64)
-    assert bounds[-1][1] == 300 and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+    assert bounds[-1][1] == 300 and all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     for start, end in bounds:
         assert end - start == 1 or float((delta[..., start:end] * 1.0).sum()) <= scan_module.MAX_CHUNK_DECAY
 
@@ -177,3 +179,15 @@ def test_ssd_scan_matches_mamba1_reference(length, heads, groups, with_state, se
     )
     assert _relative(y.reshape(batch, length, channels).transpose(1, 2), y_ref) < 1e-4
     assert _relative(last.reshape(batch, channels, state), last_ref) < 1e-4
+
+
+@pytest.mark.parametrize("tile_elements", [2 * 3 * 64, 1])
+def test_tiles_over_rows_and_channels_give_the_same_scan(monkeypatch, tile_elements):
+    """Large problems run in tiles of batch rows / channels of each group; results must not depend on the tiling."""
+    inputs = _inputs(3, 12, 4, 150, 2, 7, True, True, True, True)
+    y_ref, last_ref, grads_ref = _run("chunked", inputs, softplus=True)
+    monkeypatch.setattr(scan_module, "TILE_ELEMENTS", tile_elements)
+    y, last, grads = _run("chunked", inputs, softplus=True)
+    assert _relative(y, y_ref) < 1e-6 and _relative(last, last_ref) < 1e-6
+    for name, grad in grads.items():
+        assert _relative(grad, grads_ref[name]) < 1e-5, name

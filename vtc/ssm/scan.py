@@ -22,6 +22,9 @@ from torch import Tensor
 
 BACKENDS = ("auto", "reference", "chunked", "cuda")
 CHUNK_SIZE = 64
+# Elements of one chunk's working tensors [batch, dim, state, chunk]: larger problems run in tiles of batch rows and
+# channels (the scan is independent across both), which bounds memory and keeps the working set in cache.
+TILE_ELEMENTS = 1 << 22
 # Largest total log-decay allowed inside one chunk. Decays are taken relative to the chunk's midpoint, so factors
 # stay within exp(+-60) ~ 1e26, far from fp32 overflow (3e38).
 MAX_CHUNK_DECAY = 120.0
@@ -77,7 +80,7 @@ def selective_scan(
     if backend == "reference":
         y, last_state = _scan_reference(u, delta, A, B, C, state)
     else:
-        y, last_state = _ChunkedScan.apply(u, delta, A, B, C, state)
+        y, last_state = _scan_chunked_tiles(u, delta, A, B, C, state)
     if D is not None:
         y = y + u * D.float()[:, None]
     if z is not None:
@@ -228,6 +231,40 @@ def _chunk_adjoints(source: Tensor, carry: Tensor, decays: tuple[Tensor, Tensor]
     decay = decays[0]
     tail = source.mul_(decay).flip(-1).cumsum(dim=-1).flip(-1)
     return tail.add_((decay[..., -1] * carry).unsqueeze(-1)).div_(decay)
+
+
+def _scan_chunked_tiles(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor):
+    """`_ChunkedScan` over tiles of batch rows and of channels within each group, each tile's chunk working set at
+    most `TILE_ELEMENTS` (one channel per group at the least); outputs reassembled in the input layout."""
+    batch, dim, _ = u.shape
+    groups, state_size = B.shape[1], A.shape[1]
+    per_group = dim // groups
+    per_channel = groups * state_size * CHUNK_SIZE  # one channel of every group, one batch row
+    channels = min(per_group, max(1, TILE_ELEMENTS // per_channel))
+    rows = max(1, TILE_ELEMENTS // (per_channel * channels)) if channels == per_group else 1
+    if rows >= batch and channels == per_group:
+        return _ChunkedScan.apply(u, delta, A, B, C, state)
+
+    def channel_tile(tensor: Tensor, first: int, last: int) -> Tensor:  # [b, dim, ...] -> [b, groups*(last-first), ...]
+        return tensor.unflatten(1, (groups, per_group))[:, :, first:last].flatten(1, 2)
+
+    row_outputs, row_states = [], []
+    for row in range(0, batch, rows):
+        rows_slice = slice(row, row + rows)
+        pieces = [
+            _ChunkedScan.apply(
+                channel_tile(u[rows_slice], first, first + channels),
+                channel_tile(delta[rows_slice], first, first + channels),
+                A.unflatten(0, (groups, per_group))[:, first : first + channels].flatten(0, 1),
+                B[rows_slice],
+                C[rows_slice],
+                channel_tile(state[rows_slice], first, first + channels),
+            )
+            for first in range(0, per_group, channels)
+        ]
+        row_outputs.append(torch.cat([y.unflatten(1, (groups, -1)) for y, _ in pieces], dim=2).flatten(1, 2))
+        row_states.append(torch.cat([h.unflatten(1, (groups, -1)) for _, h in pieces], dim=2).flatten(1, 2))
+    return torch.cat(row_outputs), torch.cat(row_states)
 
 
 class _ChunkedScan(torch.autograd.Function):
