@@ -35,9 +35,7 @@ def test_mamba_matches_transformers_mixer_at_8192(long_input):
 
 def test_mamba2_matches_transformers_mixer_at_8192(long_input):
     torch.manual_seed(0)
-    config = Mamba2Config(
-        hidden_size=16, state_size=8, expand=2, head_dim=8, num_heads=4, n_groups=2, chunk_size=64
-    )
+    config = Mamba2Config(hidden_size=16, state_size=8, expand=2, head_dim=8, num_heads=4, n_groups=2, chunk_size=64)
     reference = Mamba2Mixer(config, layer_idx=0).eval()
     ours = Mamba2(16, d_state=8, expand=2, head_dim=8, n_groups=2, chunk_size=64)
     ours.load_state_dict(reference.state_dict(), strict=True)

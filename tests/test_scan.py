@@ -103,8 +103,9 @@ def test_long_sequence_is_numerically_safe():
     inputs = _inputs(1, 2, 2, 65_536, 0, 1, True, False, True, False)
     with torch.no_grad():
         y_ref = selective_scan(**inputs, delta_softplus=True, backend="reference")
-        y = selective_scan(**{k: v.float() if v is not None else v for k, v in inputs.items()},
-                           delta_softplus=True, backend="chunked")
+        y = selective_scan(
+            **{k: v.float() if v is not None else v for k, v in inputs.items()}, delta_softplus=True, backend="chunked"
+        )
     assert torch.isfinite(y).all()
     assert _relative(y.double(), y_ref) < 1e-4
 
