@@ -22,10 +22,10 @@ from vtc.train.trainer import predict_windows
 
 DEMO_METHODS = ["none", "stac", "mambamia", "tome", "tokenlearner"]
 DEMO_OVERRIDES = [
-    "optim.max_steps=300",
-    "run.eval_every=100",
-    "data.num_train=400",
-    "data.num_val=24",
+    "optim.max_steps=120",
+    "run.eval_every=60",
+    "data.num_train=240",
+    "data.num_val=16",
 ]
 
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=1 / 8, help="fraction of the uncompressed token count")
     parser.add_argument("--methods", nargs="+", default=DEMO_METHODS)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
-    parser.add_argument("--num-test", type=int, default=50)
+    parser.add_argument("--num-test", type=int, default=40)
     parser.add_argument("--out", default="runs/demo")
 
 
