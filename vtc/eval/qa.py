@@ -7,29 +7,24 @@ answered right. A rotation that is missing or unparseable counts as wrong.
 
 from __future__ import annotations
 
-import re
-import string
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vtc.eval.moment import to_percent
+from vtc.lmm.answers import parse_choice as read_letter
 
 if TYPE_CHECKING:
     from vtc.data.qa import QAItem
 
-LETTERS = string.ascii_uppercase
-_LETTER_PATTERNS = (
-    re.compile(r"^\(?([A-Z])\)?(?:[.:)\s]|$)"),
-    re.compile(r"\b(?i:answer)\s*(?i:is)?:?\s*\(?([A-Z])\)?(?:[.:)\s]|$)"),
-)
 
 
 def parse_choice(answer: Any, options: Sequence[str]) -> int | None:
     """The option index an answer names, or None when it names none.
 
     Accepts an int index, the exact text of one option (case and surrounding space ignored), or an upper-case
-    letter (`"B"`, `"(B)"`, `"B."`, `"B) a cat"`, `"Answer: B"`, `"The answer is B"`).
+    letter (`"B"`, `"(B)"`, `"B."`, `"B) a cat"`, `"Answer: B"`, `"The answer is B"`), read by
+    `vtc.lmm.answers.parse_choice`.
     """
     if isinstance(answer, bool):
         return None
@@ -41,12 +36,7 @@ def parse_choice(answer: Any, options: Sequence[str]) -> int | None:
     normalised = [option.strip().lower() for option in options]
     if normalised.count(text.lower()) == 1:
         return normalised.index(text.lower())
-    for pattern in _LETTER_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            index = LETTERS.index(match.group(1))
-            return index if index < len(options) else None
-    return None
+    return read_letter(text, len(options)) if 1 <= len(options) <= 26 else None
 
 
 def rotate_options(options: Sequence[str], answer: int, shift: int) -> tuple[list[str], int]:
