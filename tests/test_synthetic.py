@@ -125,3 +125,8 @@ def test_data_synth_command_round_trips_through_the_loaders(tmp_path, capsys):
     assert [i.windows for i in text_items] == [i.windows for i in jsonl_items]
     with av.open(str(text_items[0].video_path)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 8
+
+
+def test_window_without_rendering_matches_the_rendered_window():
+    moments = SyntheticMoments(num_videos=6, seed=3)
+    assert [moments.window(i) for i in range(6)] == [moments.render(i).window for i in range(6)]

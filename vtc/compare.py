@@ -25,6 +25,7 @@ from vtc.bench.measure import measure
 from vtc.budget import configure
 from vtc.compressors import list_compressors
 from vtc.compressors.base import atomic_write_text
+from vtc.data.synthetic import SyntheticMoments
 from vtc.train.checkpoint import load_model
 from vtc.train.config import TrainConfig, load_train_config
 from vtc.train.data import SyntheticSamples, collate
@@ -84,6 +85,9 @@ def load_model_config_only(config: TrainConfig) -> dict[str, int]:
 
 def prepare_predict(checkpoint: str, sample: dict[str, Any]) -> Any:
     """For `vtc.bench.measure`: load a trained model and return one answer's generation (peak memory of inference)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     model = load_model(Path(checkpoint)).eval()
 
     def call() -> None:
@@ -140,6 +144,25 @@ def train_and_evaluate(config: TrainConfig, test: SyntheticSamples, tokens: tupl
     }
 
 
+def blind_baseline(train: SyntheticMoments, test: SyntheticSamples) -> dict[str, Any]:
+    """The best video-blind answer: the mean training window, predicted for every test query."""
+    windows = torch.tensor([train.window(index) for index in range(len(train))], dtype=torch.float64)
+    start, end = windows.mean(dim=0).tolist()
+    records = [
+        {
+            "qid": sample["qid"],
+            "pred_relevant_windows": [[start, end, 1.0]],
+            "relevant_windows": [list(sample["window"])],
+        }
+        for sample in (test[index] for index in range(len(test)))
+    ]
+    metrics = score(records)
+    row: dict[str, Any] = {"seeds": 1, "llm_tokens": 0, "window": [start, end]}
+    for key in (*METRIC_KEYS, "mAP"):
+        row[key], row[f"{key}_std"] = metrics[key], 0.0
+    return row
+
+
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and spread (sample standard deviation, 0 for one seed) of each metric over seeds; costs averaged."""
     row: dict[str, Any] = {"seeds": len(runs)}
@@ -165,8 +188,6 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
     num_frames, tokens_per_frame, _ = video_shape(probe)
     uncompressed = num_frames * tokens_per_frame
     test_data = {**probe.data.synthetic, "seed": probe.data.val_seed + 1}
-    from vtc.data.synthetic import SyntheticMoments
-
     test = SyntheticSamples(SyntheticMoments(num_videos=settings.num_test, **test_data), num_frames, cache=True)
     plan: list[tuple[str, str, dict[str, Any]]] = [("uncompressed", "none", {"name": "none"})]
     skipped: dict[str, dict[str, str]] = {}
@@ -204,7 +225,9 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
             method: aggregate([r for r in runs if r["budget"] == budget and r["method"] == method])
             for method in methods
         }
+    train_moments = SyntheticMoments(num_videos=probe.data.num_train, **probe.data.synthetic)
     result = {
+        "blind": blind_baseline(train_moments, test),
         "settings": settings.__dict__,
         "video": {"frames": num_frames, "tokens_per_frame": tokens_per_frame, "uncompressed_tokens": uncompressed},
         "test_videos": len(test),
@@ -247,6 +270,13 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{row['peak_mb']:.0f}",
                 ]) + " |"
             )  # fmt: skip
+        blind = result["blind"]
+        start, end = blind["window"]
+        lines.append(
+            f"| blind: mean training window [{start:.1f}, {end:.1f}] s, no video | 0 | "
+            + " | ".join(f"{blind[key]:.2f}" for key in METRIC_KEYS)
+            + " | - | - | - | - | - |"
+        )
         for method, reason in result["skipped"].get(budget, {}).items():
             lines.append(f"\n(skipped {method}: {reason})")
     return "\n".join(lines) + "\n"
@@ -271,6 +301,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         tokens, miou, spread = zip(*points, strict=True)
         marker = "*" if method == "none" else "o"
         axis.errorbar(tokens, miou, yerr=spread, marker=marker, capsize=3, label=method)
+    axis.axhline(result["blind"]["mIoU"], linestyle="--", color="gray", label="blind: mean training window")
     axis.set_xscale("log")
     axis.set_xlabel("visual tokens to the LLM per video")
     axis.set_ylabel("test mIoU")

@@ -224,9 +224,7 @@ class SyntheticMoments(Dataset):
         rng = np.random.default_rng([self.seed, index])
         times = (np.arange(self.num_frames) / self.fps).astype(np.float32)
         side = float(min(self.height, self.width))
-        target_colour, target_shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
-        event = str(rng.choice(EVENTS))
-        window = self.draw_window(rng)
+        target_colour, target_shape, event, window = self.draw_target(rng)
         new_colour = str(rng.choice([c for c in COLOURS if c != target_colour]))
         frames = render_background(rng, times, self.height, self.width)
         for distractor in range(self.num_distractors):
@@ -254,6 +252,17 @@ class SyntheticMoments(Dataset):
             self.insert_needle(rng, video)
         video.frames = np.clip(video.frames, 0, 255).astype(np.uint8)
         return video
+
+    def draw_target(self, rng: np.random.Generator) -> tuple[str, str, str, tuple[float, float]]:
+        """The first draws of every sample: target colour, shape, event and its window."""
+        target_colour, target_shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
+        return target_colour, target_shape, str(rng.choice(EVENTS)), self.draw_window(rng)
+
+    def window(self, index: int) -> tuple[float, float]:
+        """Ground-truth window of sample `index`, without rendering it (the same draws as `render`)."""
+        if not 0 <= index < self.num_videos:
+            raise IndexError(f"index {index} out of range for {self.num_videos} videos")
+        return self.draw_target(np.random.default_rng([self.seed, index]))[3]
 
     def draw_window(self, rng: np.random.Generator) -> tuple[float, float]:
         """Event window: length uniform in `event_length` (<= duration), start uniform; on a 0.1 s grid."""

@@ -1,0 +1,34 @@
+"""`vtc compare` end to end on a tiny run: tables, exact token counts, the blind baseline, written outputs."""
+
+from __future__ import annotations
+
+import json
+
+from vtc.compare import CompareSettings, budget_name, compare
+
+
+def test_compare_writes_tables_plot_and_blind_baseline(tmp_path):
+    settings = CompareSettings(
+        methods=["none", "tome"],
+        budgets=[0.25],
+        seeds=[0],
+        overrides=["optim.max_steps=2", "run.eval_every=2", "data.num_val=2", "data.num_train=8"],
+        num_test=3,
+        output_dir=str(tmp_path),
+        progress=False,
+    )
+    result = compare(settings)
+    uncompressed = result["video"]["uncompressed_tokens"]
+    assert result["tables"]["uncompressed"]["none"]["llm_tokens"] == uncompressed
+    tome = result["tables"]["1/4"]["tome"]
+    assert tome["llm_tokens"] == uncompressed // 4
+    assert tome["gflops"] < result["tables"]["uncompressed"]["none"]["gflops"]
+    assert 0 <= result["blind"]["mIoU"] <= 100 and result["blind"]["llm_tokens"] == 0
+    written = json.loads((tmp_path / "compare.json").read_text())
+    assert written["tables"].keys() == result["tables"].keys()
+    assert "blind: mean training window" in (tmp_path / "compare.md").read_text()
+    assert (tmp_path / "accuracy_vs_tokens.png").stat().st_size > 0
+
+
+def test_budget_names():
+    assert [budget_name(f) for f in (0.5, 1 / 8, 1 / 32, 0.3)] == ["1/2", "1/8", "1/32", "0.3"]
