@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from vtc.data.qa import QAItem
 
 
-
 def parse_choice(answer: Any, options: Sequence[str]) -> int | None:
     """The option index an answer names, or None when it names none.
 
