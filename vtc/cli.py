@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vtc.demo", "run the main job: compressors trained and compared on the embedded default data"),
     "info": ("vtc.info", "list compressors, or print a compressor's configuration and parameter count"),
     "compare": ("vtc.compare", "train and evaluate compressors at equal token budgets; tables, plots, costs"),
-    "bench": ("vtc.bench", "benchmarks: scan speed and memory, ..."),
+    "bench": ("vtc.bench", "benchmarks: scan, scaling, prefill, streaming (tables, --json, plots)"),
     "evaluate": (
         "vtc.eval.cli",
         "score predictions against ground truth (moment retrieval or multiple choice)",
