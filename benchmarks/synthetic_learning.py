@@ -14,9 +14,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from vtc.compare import blind_baseline
 from vtc.data.synthetic import SyntheticMoments
 from vtc.train.checkpoint import load_model
 from vtc.train.config import load_train_config
@@ -25,16 +25,6 @@ from vtc.train.trainer import Trainer, predict_windows, score
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT / "configs" / "model" / "tiny.yaml", ROOT / "configs" / "data" / "synthetic.yaml"]
-
-
-def blind_baseline(train_windows: np.ndarray, test: SyntheticSamples) -> dict[str, float | int]:
-    """Metrics of predicting the mean training window for every test query."""
-    start, end = train_windows.mean(axis=0).tolist()
-    predictions = {test[i]["qid"]: [[start, end, 1.0]] for i in range(len(test))}
-    ground_truth = {test[i]["qid"]: np.asarray([test[i]["window"]], dtype=np.float64) for i in range(len(test))}
-    from vtc.eval.moment import evaluate_moments
-
-    return evaluate_moments(predictions, ground_truth)
 
 
 def main() -> None:
@@ -54,7 +44,6 @@ def main() -> None:
     test = SyntheticSamples(SyntheticMoments(num_videos=args.num_test, **synthetic), config.data.num_frames)
     model = load_model(Path(summary["best_checkpoint"]) / "model")
     model_metrics = score(predict_windows(model, test, range(len(test)), config.run.eval_batch_size))
-    train_windows = np.asarray([trainer.train_data[i]["window"] for i in range(len(trainer.train_data))])
     print(
         json.dumps(
             {
@@ -63,7 +52,7 @@ def main() -> None:
                 "train_wall_seconds": round(train_seconds, 1),
                 "threads": args.threads,
                 "model_no_compression": model_metrics,
-                "blind_mean_window": blind_baseline(train_windows, test),
+                "blind_mean_window": blind_baseline(trainer.train_data.moments, test),
             },
             indent=2,
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from vtc.bench import save_figure
 from vtc.bench.cost import count_flops, count_parameters
 from vtc.bench.measure import measure
 from vtc.budget import configure
@@ -63,24 +64,14 @@ def base_config(settings: CompareSettings, run_dir: Path, seed: int, compressor:
     return config
 
 
-def video_shape(config: TrainConfig) -> tuple[int, int, int]:
-    """(frames T, tokens per frame N, token width D) that the compressor sees under `config`."""
-    model = load_model_config_only(config)
-    return config.data.num_frames, model["tokens_per_frame"], model["dim"]
-
-
-def load_model_config_only(config: TrainConfig) -> dict[str, int]:
-    """Token grid of the configured encoder, read by encoding one blank frame (cheap for the CPU encoders)."""
+def tokens_per_frame(config: TrainConfig) -> int:
+    """Tokens per frame N that the compressor sees: the configured encoder's `tokens_per_frame`."""
     from vtc.encoders import build_encoder
 
     encoder_config = config.model.lmm.get("encoder")
     if encoder_config is None:
         raise ValueError("vtc compare needs an encoder in the model config to know the token grid")
-    encoder = build_encoder(dict(encoder_config))
-    size = int(encoder_config.get("image_size", 224))
-    with torch.no_grad():
-        tokens = encoder.encode(torch.zeros(1, size, size, 3, dtype=torch.uint8))
-    return {"tokens_per_frame": tokens.shape[1], "dim": tokens.shape[2]}
+    return build_encoder(dict(encoder_config)).tokens_per_frame
 
 
 def prepare_predict(checkpoint: str, sample: dict[str, Any]) -> Any:
@@ -185,8 +176,8 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
     output = Path(settings.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     probe = base_config(settings, output / "probe", settings.seeds[0], {"name": "none"})
-    num_frames, tokens_per_frame, _ = video_shape(probe)
-    uncompressed = num_frames * tokens_per_frame
+    num_frames, per_frame = probe.data.num_frames, tokens_per_frame(probe)
+    uncompressed = num_frames * per_frame
     test_data = {**probe.data.synthetic, "seed": probe.data.val_seed + 1}
     test = SyntheticSamples(SyntheticMoments(num_videos=settings.num_test, **test_data), num_frames, cache=True)
     plan: list[tuple[str, str, dict[str, Any]]] = [("uncompressed", "none", {"name": "none"})]
@@ -197,7 +188,7 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
             if method == "none":
                 continue
             try:
-                compressor_config, _ = configure(method, num_frames, tokens_per_frame, budget)
+                compressor_config, _ = configure(method, num_frames, per_frame, budget)
             except ValueError as error:
                 skipped.setdefault(budget_name(fraction), {})[method] = str(error)
                 continue
@@ -210,7 +201,7 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
             if settings.progress:
                 print(f"[{index}/{len(plan)}] {method:<13} budget {budget:<12} seed {seed}", flush=True)
             config = base_config(settings, run_dir, seed, compressor)
-            result = train_and_evaluate(config, test, (num_frames, tokens_per_frame))
+            result = train_and_evaluate(config, test, (num_frames, per_frame))
             runs.append({"budget": budget, "method": method, "seed": seed, "compressor": compressor, **result})
             if settings.progress:
                 print(
@@ -229,7 +220,7 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
     result = {
         "blind": blind_baseline(train_moments, test),
         "settings": settings.__dict__,
-        "video": {"frames": num_frames, "tokens_per_frame": tokens_per_frame, "uncompressed_tokens": uncompressed},
+        "video": {"frames": num_frames, "tokens_per_frame": per_frame, "uncompressed_tokens": uncompressed},
         "test_videos": len(test),
         "tables": tables,
         "skipped": skipped,
@@ -309,7 +300,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8, ncol=2)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
     plt.close(figure)
 
 

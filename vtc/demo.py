@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from vtc.bench import save_figure
 from vtc.compare import CompareSettings, base_config, compare, markdown
 from vtc.data.synthetic import SyntheticMoments
 from vtc.train.checkpoint import load_model
@@ -74,7 +75,7 @@ def timeline(result: dict[str, Any], test: SyntheticSamples, path: Path) -> None
         bottom.set_xlabel("query slot (red: kept for every frame)")
         bottom.set_ylabel("STAC saliency")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
     plt.close(figure)
 
 

@@ -45,6 +45,11 @@ def gather_rows(x: Tensor, index: Tensor) -> Tensor:
     return x.gather(1, expanded)
 
 
+def kept_first(keep: Tensor) -> Tensor:
+    """`[B, M]` permutation putting each row's kept (True) positions first, both groups in their original order."""
+    return torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+
+
 def pack_kept(keep: Tensor, *values: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Move the kept positions of each row to the front, in order, and right-pad to the longest row.
 
@@ -55,7 +60,7 @@ def pack_kept(keep: Tensor, *values: Tensor) -> tuple[Tensor, tuple[Tensor, ...]
     Returns:
         `(mask [B, L], packed values [B, L, *rest])` with `L = max kept per row` (at least 1).
     """
-    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+    order = kept_first(keep)
     length = max(int(keep.sum(dim=1).max()), 1)
     index = order[:, :length]
     mask = keep.gather(1, index)

@@ -5,12 +5,11 @@ All are parameter-free. Spatial ones need the frame's patch grid: square N, or `
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor, square_grid
-from vtc.compressors.ops import gather_rows, per_frame_output
+from vtc.compressors.ops import gather_rows, kept_first, per_frame_output
 
 
 def to_grid(tokens: Tensor, grid: tuple[int, int] | None) -> Tensor:
@@ -104,7 +103,7 @@ class AvgPool3d(Compressor):
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, H*W, D]` -> `[B, ceil(T/tp) * ceil(H/p) * ceil(W/p), D]`."""
         batch, frames, _, _ = tokens.shape
-        order = torch.argsort((~frame_mask).to(torch.int8), dim=1, stable=True)
+        order = kept_first(frame_mask)  # valid frames first, so padding never shares a window with them
         valid = frame_mask.gather(1, order)
         windows = ceil_div(frames, self.temporal_pool)
         padded_frames = windows * self.temporal_pool - frames
