@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 from tiny_hf import save_blip2, save_causal_lm, save_vision
 
 import vtc
+from vtc.compressors import compressor_class
 from vtc.lmm.model import VideoLMM
 from vtc.video import VideoClip
 
@@ -199,24 +201,32 @@ def test_blip2_linear_projector_starts_from_language_projection(folders):
     torch.testing.assert_close(model.projector.layers[0].weight, blip2.language_projection.weight)
 
 
-@pytest.mark.parametrize("name", vtc.list_compressors())
-def test_every_registered_compressor_plugs_in(folders, name):
+def compressor_config(name: str, setup: str) -> dict:
+    """Small config of `name` for `setup`'s tokens: BLIP-2 gives 8 Q-Former tokens per frame (a 2x4 grid for the
+    methods that pool a grid), CLIP 4x4 patches, cached features 16 tokens."""
     if name not in COMPRESSOR_KWARGS:
         pytest.fail(f"no small test config for compressor {name!r}: add one to COMPRESSOR_KWARGS")
+    config = {"name": name, **COMPRESSOR_KWARGS[name]}
+    if setup.startswith("blip2") and "grid" in inspect.signature(compressor_class(name)).parameters:
+        config["grid"] = (2, 4)
+    return config
+
+
+@pytest.mark.parametrize("name", vtc.list_compressors())
+@pytest.mark.parametrize("setup", [*SETUPS, "features"])
+def test_every_registered_compressor_plugs_in(folders, setup, name):
     torch.manual_seed(0)
-    config = {
-        "encoder": None,
-        "feature_dim": 32,
-        "compressor": {"name": name, **COMPRESSOR_KWARGS[name]},
-        "llm": {"path": str(folders["llama"]), "mode": "lora"},
-    }
-    model = vtc.build_model(config)
-    batch = {
-        "features": torch.randn(2, 4, 16, 32),
-        "timestamps": torch.arange(4.0).expand(2, 4),
-        "query": QUERIES,
-        "window": WINDOWS,
-    }
+    if setup == "features":
+        config = {"encoder": None, "feature_dim": 32, "llm": {"path": str(folders["llama"]), "mode": "lora"}}
+        batch = {
+            "features": torch.randn(2, 4, 16, 32),
+            "timestamps": torch.arange(4.0).expand(2, 4),
+            "query": QUERIES,
+            "window": WINDOWS,
+        }
+    else:
+        config, batch = model_config(folders, setup), frames_batch()  # 3 and 2 frames: a padded batch
+    model = vtc.build_model({**config, "compressor": compressor_config(name, setup)})
     losses = train(model, batch, steps=3, lr=1e-2)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]
