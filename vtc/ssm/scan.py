@@ -164,12 +164,14 @@ def _chunk_bounds(delta: Tensor, A: Tensor, chunk_size: int) -> list[tuple[int, 
     `MAX_CHUNK_DECAY` for every channel and state; with ordinary Mamba parameters every chunk has the full size, and a
     single step may exceed the limit (such one-step chunks use the direct recurrence)."""
     length = delta.shape[-1]
+    worst_rate = A.abs().amax(dim=1)[:, None]  # [dim, 1]
+    whole = length // chunk_size * chunk_size
+    chunk_sums = [delta[..., :whole].unflatten(-1, (-1, chunk_size)).sum(-1)] if whole else []
+    chunk_sums += [delta[..., whole:].sum(-1, keepdim=True)] if whole < length else []
+    if bool((torch.cat(chunk_sums, dim=-1).amax(dim=0) * worst_rate <= MAX_CHUNK_DECAY).all()):
+        return [(start, min(start + chunk_size, length)) for start in range(0, length, chunk_size)]
     # Cumulative worst log-decay per (batch, channel), float64 so that differences stay exact on long sequences.
-    worst = F.pad(delta.double().cumsum(-1) * A.abs().amax(dim=1).double()[:, None], (1, 0))
-    starts = torch.arange(0, length, chunk_size, device=delta.device)
-    ends = (starts + chunk_size).clamp(max=length)
-    if bool(((worst[..., ends] - worst[..., starts]).amax(dim=(0, 1)) <= MAX_CHUNK_DECAY).all()):
-        return list(zip(starts.tolist(), ends.tolist(), strict=True))
+    worst = F.pad(delta.double().cumsum(-1) * worst_rate.double(), (1, 0))
     bounds, start = [], 0
     while start < length:
         window = worst[..., start + 1 : min(start + chunk_size, length) + 1] - worst[..., start : start + 1]
@@ -178,6 +180,21 @@ def _chunk_bounds(delta: Tensor, A: Tensor, chunk_size: int) -> list[tuple[int, 
         bounds.append((start, end))
         start = end
     return bounds
+
+
+def _split_chunks(tensor: Tensor, bounds: list[tuple[int, int]]) -> list[Tensor]:
+    """Contiguous copies of `tensor [..., length]` cut along time at `bounds`.
+
+    Slicing a chunk out of a long sequence gives rows thousands of elements apart, and every operation on such a
+    view pays for it (TLB misses: it took a third of the forward time); one copy up front makes each chunk one dense
+    block. Regular bounds (the common case) take one strided copy of the whole tensor.
+    """
+    size, length = bounds[0][1], tensor.shape[-1]
+    if any(start != index * size for index, (start, _) in enumerate(bounds)):
+        return [tensor[..., start:end].contiguous() for start, end in bounds]
+    whole = length // size * size
+    chunks = list(tensor[..., :whole].unflatten(-1, (-1, size)).movedim(-2, 0).contiguous().unbind(0))
+    return chunks + ([tensor[..., whole:].contiguous()] if whole < length else [])
 
 
 class _Workspace:
@@ -196,21 +213,12 @@ class _Workspace:
         return self.buffers[key]
 
 
-def _chunk_inputs(u, delta, A, B, C, start, end, workspace: _Workspace):
-    """Views of one chunk with time last (cumulative sums along the last dim are the fast ones on CPU).
-
-    Returns `u, delta [b, g, dg, T]`, `B, C [b, g, 1, n, T]`, `A [g, dg, n, 1]` and `x = delta B u [b, g, dg, n, T]`
-    (in the workspace).
-    """
-    batch, dim, _ = u.shape
-    groups, state = B.shape[1], A.shape[1]
-    shape = (batch, groups, dim // groups, end - start)
-    u_c = u[..., start:end].reshape(shape)
-    delta_c = delta[..., start:end].reshape(shape)
-    B_c = B[..., start:end].unsqueeze(2)
-    C_c = C[..., start:end].unsqueeze(2)
-    x = torch.mul((delta_c * u_c).unsqueeze(3), B_c, out=workspace.get("x", (*shape[:3], state, shape[3])))
-    return u_c, delta_c, B_c, C_c, A.view(groups, dim // groups, state, 1), x
+def _chunk_inputs(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, workspace: _Workspace) -> tuple[Tensor, Tensor]:
+    """`A [g, dg, n, 1]` and `x = delta B u [b, g, dg, n, T]` (in the workspace) of one chunk from its contiguous
+    `u, delta [b, g, dg, T]` and `B [b, g, 1, n, T]`."""
+    groups, per_group = u.shape[1], u.shape[2]
+    shape = (*u.shape[:3], A.shape[1], u.shape[3])
+    return A.view(groups, per_group, -1, 1), torch.mul((delta * u).unsqueeze(3), B, out=workspace.get("x", shape))
 
 
 def _chunk_decay(delta: Tensor, A: Tensor, workspace: _Workspace) -> tuple[Tensor, Tensor]:
@@ -294,57 +302,56 @@ class _ChunkedScan(torch.autograd.Function):
         batch, dim, length = u.shape
         groups, state = B.shape[1], A.shape[1]
         bounds = _chunk_bounds(delta, A, CHUNK_SIZE)
-        y = u.new_empty(batch, groups, dim // groups, length)
-        starts = []
+        chunks = _grouped_chunks(u, delta, B, C, groups, bounds)
+        outputs, starts = [], []
         h = h0.reshape(batch, groups, dim // groups, state)
         workspace = _Workspace(u)
-        for start, end in bounds:
+        for u_c, delta_c, B_c, C_c in zip(*chunks, strict=True):
             starts.append(h)
-            _, delta_c, _, C_c, A_c, x = _chunk_inputs(u, delta, A, B, C, start, end, workspace)
+            A_c, x = _chunk_inputs(u_c, delta_c, A, B_c, workspace)
             states = _chunk_states(x, h, _chunk_decay(delta_c, A_c, workspace), workspace)
             h = states[..., -1].clone()
-            y[..., start:end] = torch.mul(states, C_c, out=workspace.get("product", states.shape)).sum(-2)
+            outputs.append(torch.mul(states, C_c, out=workspace.get("product", states.shape)).sum(-2))
         ctx.bounds = bounds
         ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts))
-        return y.reshape(batch, dim, length), h.reshape(batch, dim, state)
+        return torch.cat(outputs, dim=-1).reshape(batch, dim, length), h.reshape(batch, dim, state)
 
     @staticmethod
     def backward(ctx, grad_y, grad_last):
         u, delta, A, B, C, starts = ctx.saved_tensors
         batch, dim, length = u.shape
         groups, state = B.shape[1], A.shape[1]
-        grad_y = grad_y.float().reshape(batch, groups, dim // groups, length)
-        grad_u = torch.empty_like(grad_y)
-        grad_delta = torch.empty_like(grad_y)
-        grad_B = torch.empty_like(B)
-        grad_C = torch.empty_like(C)
+        chunks = _grouped_chunks(u, delta, B, C, groups, ctx.bounds)
+        grad_y_chunks = _split_chunks(grad_y.float().reshape(batch, groups, dim // groups, length), ctx.bounds)
+        grads = {name: [] for name in ("u", "delta", "B", "C")}
         grad_A = torch.zeros(groups, dim // groups, state, device=u.device)
         carry = grad_last.float().reshape(batch, groups, dim // groups, state)
         workspace = _Workspace(u)
         for index in reversed(range(len(ctx.bounds))):
-            start, end = ctx.bounds[index]
-            u_c, delta_c, B_c, C_c, A_c, x = _chunk_inputs(u, delta, A, B, C, start, end, workspace)
+            u_c, delta_c, B_c, C_c = (tensors[index] for tensors in chunks)
+            A_c, x = _chunk_inputs(u_c, delta_c, A, B_c, workspace)
             decays = _chunk_decay(delta_c, A_c, workspace)
             states = _chunk_states(x, starts[index], decays, workspace)
-            dy = grad_y[..., start:end].unsqueeze(3)  # [b, g, dg, 1, T]
+            dy = grad_y_chunks[index].unsqueeze(3)  # [b, g, dg, 1, T]
             shape = states.shape
 
             def product(a: Tensor, b: Tensor, shape=shape) -> Tensor:
                 return torch.mul(a, b, out=workspace.get("product", shape))
 
-            grad_C[..., start:end] = product(states, dy).sum(2)
+            grads["C"].append(product(states, dy).sum(2))
             adjoint = _chunk_adjoints(torch.mul(C_c, dy, out=workspace.get("source", shape)), carry, decays)
             grad_delta_u = product(adjoint, B_c).sum(-2)  # dL/d(delta_t u_t)
-            grad_B[..., start:end] = product(adjoint, (delta_c * u_c).unsqueeze(3)).sum(2)
+            grads["B"].append(product(adjoint, (delta_c * u_c).unsqueeze(3)).sum(2))
             step_decay = torch.mul(delta_c.unsqueeze(3), A_c, out=workspace.get("step", shape)).exp_()  # exp(delta_t A)
             previous = torch.cat(  # h_{t-1}
                 [starts[index].unsqueeze(-1), states[..., :-1]], dim=-1, out=workspace.get("previous", shape)
             )
             grad_log_decay = previous.mul_(step_decay).mul_(adjoint)  # dL/d(delta_t A) = g_t exp(delta_t A) h_{t-1}
             grad_A += product(grad_log_decay, delta_c.unsqueeze(3)).sum(dim=(0, -1))
-            grad_delta[..., start:end] = product(grad_log_decay, A_c).sum(-2) + grad_delta_u * u_c
-            grad_u[..., start:end] = grad_delta_u * delta_c
+            grads["delta"].append(product(grad_log_decay, A_c).sum(-2) + grad_delta_u * u_c)
+            grads["u"].append(grad_delta_u * delta_c)
             carry = step_decay[..., 0] * adjoint[..., 0]
+        grad_u, grad_delta, grad_B, grad_C = (torch.cat(grads[name][::-1], dim=-1) for name in grads)
         return (
             grad_u.reshape(batch, dim, length),
             grad_delta.reshape(batch, dim, length),
@@ -353,6 +360,18 @@ class _ChunkedScan(torch.autograd.Function):
             grad_C,
             carry.reshape(batch, dim, state),
         )
+
+
+def _grouped_chunks(u, delta, B, C, groups: int, bounds) -> tuple[list[Tensor], ...]:
+    """Contiguous chunks `u, delta [b, g, dg, T]` and `B, C [b, g, 1, n, T]` of the scan inputs."""
+    batch, dim, length = u.shape
+    grouped = (batch, groups, dim // groups, length)
+    return (
+        _split_chunks(u.reshape(grouped), bounds),
+        _split_chunks(delta.reshape(grouped), bounds),
+        _split_chunks(B.unsqueeze(2), bounds),
+        _split_chunks(C.unsqueeze(2), bounds),
+    )
 
 
 # ------------------------------------------------------------------------------------------- Mamba-2 (SSD)
