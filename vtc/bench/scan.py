@@ -1,6 +1,7 @@
 """`vtc bench scan`: our Mamba mixer (chunked scan) against transformers' MambaMixer torch path, mambapy's parallel
 scan, and our own sequential reference loop, at the sizes of the foundation issue (batch 2, hidden 256, expand 2,
-state 16, fp32)."""
+state 16, fp32). `vtc-no-scan` is our mixer with the selective scan left out: the floor that no scan algorithm can go
+below, since the projections, convolution and activations around the scan are the same work in every implementation."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import argparse
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from vtc.bench import format_table
 from vtc.bench.measure import measure
 
-IMPLEMENTATIONS = ("vtc", "vtc-reference", "transformers", "mambapy")
+IMPLEMENTATIONS = ("vtc", "vtc-reference", "vtc-no-scan", "transformers", "mambapy")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +37,8 @@ def build(implementation: str, hidden: int, state: int) -> torch.nn.Module:
     ours = Mamba(
         hidden, d_state=state, expand=2, backend="reference" if implementation == "vtc-reference" else "chunked"
     )
+    if implementation == "vtc-no-scan":
+        return MixerWithoutScan(ours)
     if implementation.startswith("vtc"):
         return ours
     if implementation == "transformers":
@@ -51,6 +56,25 @@ def build(implementation: str, hidden: int, state: int) -> torch.nn.Module:
     mixer = MambaBlock(MambaConfig(d_model=hidden, n_layers=1, d_state=state, expand_factor=2, pscan=True))
     mixer.load_state_dict(ours.state_dict())
     return mixer
+
+
+class MixerWithoutScan(nn.Module):
+    """Every step of `vtc.ssm.Mamba.forward` except the selective scan, whose output is replaced by the skip term
+    `D u` (gated by `silu(z)` as usual)."""
+
+    def __init__(self, mixer: nn.Module) -> None:
+        super().__init__()
+        self.mixer = mixer
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        """`[B, L, d_model] -> [B, L, d_model]`."""
+        mixer, length = self.mixer, hidden_states.shape[1]
+        u, z = mixer.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
+        u = F.silu(mixer.conv1d(u)[..., :length])
+        dt, _, _ = mixer.x_proj(u.transpose(1, 2)).split([mixer.dt_rank, mixer.d_state, mixer.d_state], dim=-1)
+        F.softplus(mixer.dt_proj(dt))  # the scan's time steps, computed as the mixer does
+        y = u * mixer.D[:, None] * F.silu(z)
+        return mixer.out_proj(y.transpose(1, 2))
 
 
 def prepare(implementation: str, mode: str, length: int, batch: int, hidden: int, state: int) -> Callable[[], None]:
@@ -80,6 +104,7 @@ def cases(quick: bool, skip_reference: bool = False) -> list[tuple[str, int, str
     long, short = (1024, 256) if quick else (8192, 2048)
     pairs = [
         ("forward", long, "vtc", "transformers"),
+        ("forward", long, "vtc-no-scan", "transformers"),
         ("forward+backward", long, "vtc", "mambapy"),
         ("forward+backward", short, "vtc", "vtc-reference"),
         ("forward", short, "vtc", "transformers"),
@@ -102,6 +127,7 @@ def run(args: argparse.Namespace) -> dict:
             {
                 "mode": mode,
                 "length": length,
+                "implementation": ours,
                 "baseline": baseline,
                 "vtc_s": results[ours]["seconds"],
                 "baseline_s": results[baseline]["seconds"],
