@@ -243,6 +243,28 @@ def test_timestamp_tokens_precede_each_frame(folders):
     assert torch.isfinite(model(batch))
 
 
+def test_time_embedding_starts_neutral_learns_and_round_trips(folders, tmp_path):
+    torch.manual_seed(0)
+    model = vtc.build_model(model_config(folders, "blip2_t5", time_embedding=True))
+    batch = frames_batch()
+    compressed = model.compress(batch)
+    plain = model.projector.layers(compressed.tokens)
+    torch.testing.assert_close(model.projector(compressed.tokens, compressed.timestamps), plain)  # zero-initialised
+    train(model, batch, steps=3, lr=1e-2)
+    compressed = model.compress(batch)
+    moved = model.projector(compressed.tokens, compressed.timestamps)
+    shifted = model.projector(compressed.tokens, compressed.timestamps + 5.0)
+    assert (moved - shifted).abs().amax() > 1e-4  # the same tokens at other times now embed differently
+    model.save_pretrained(tmp_path)
+    loaded = VideoLMM.from_pretrained(tmp_path)
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), model(batch))
+    with pytest.raises(ValueError, match="timestamps"):
+        model.projector(compressed.tokens)
+
+
 def test_yaml_config_and_bad_inputs(folders, tmp_path):
     path = tmp_path / "model.yaml"
     path.write_text(yaml.safe_dump(model_config(folders, "clip_llama", compressor={"name": "frame-mean"})))

@@ -8,13 +8,11 @@ feed-forward block, both pre-norm and residual; a final LayerNorm.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
-from vtc.compressors.ops import gather_rows, per_frame_output
+from vtc.compressors.ops import gather_rows, per_frame_output, sinusoidal_encoding
 
 
 class ResamplerLayer(nn.Module):
@@ -63,15 +61,6 @@ class PerceiverResampler(nn.Module):
         for layer in self.layers:
             latents, weights = layer(latents, inputs, input_mask)
         return self.norm(latents), weights
-
-
-def sinusoidal_encoding(positions: Tensor, dim: int) -> Tensor:
-    """Sine/cosine encoding (Vaswani et al. 2017, Sec. 3.5) of `positions [...]` -> `[..., dim]`."""
-    half = dim // 2
-    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / max(half, 1))
-    angles = positions.float().unsqueeze(-1) * frequencies
-    encoding = torch.cat([angles.sin(), angles.cos()], dim=-1)
-    return torch.nn.functional.pad(encoding, (0, dim - 2 * half))
 
 
 @register_compressor("resampler2d")

@@ -13,8 +13,13 @@ import torch
 from torch import Tensor, nn
 
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
-from vtc.compressors.ops import compress_valid_frames, gather_rows, per_frame_output, topk_in_order
-from vtc.compressors.resampler import sinusoidal_encoding
+from vtc.compressors.ops import (
+    compress_valid_frames,
+    gather_rows,
+    per_frame_output,
+    sinusoidal_encoding,
+    topk_in_order,
+)
 from vtc.ssm import MambaBlock
 
 SELECTIONS = ("scaled", "straight_through", "hard")

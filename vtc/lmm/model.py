@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "llm": {"path": None, "mode": "lora", "load_in_4bit": False},
     "lora": {"r": 8, "alpha": 32, "dropout": 0.05, "target_modules": None},
     "timestamp_tokens": False,
+    "time_embedding": False,
     "num_frames": 8,
     "prompt": "Video:",
     "question": "Query: {query} When does it happen?",
@@ -167,7 +168,7 @@ class VideoLMM(nn.Module):
         self.compressor = create_compressor(compressor_config.pop("name"), dim=dim, **compressor_config)
         self.is_seq2seq = bool(language_model.config.is_encoder_decoder)
         hidden = language_model.get_input_embeddings().embedding_dim
-        self.projector = Projector(dim, hidden, config["projector"])
+        self.projector = Projector(dim, hidden, config["projector"], config["time_embedding"])
         if blip2 is not None and config["projector"] == "linear" and blip2.language_projection.in_features == dim:
             self.projector.layers[0].load_state_dict(blip2.language_projection.state_dict())
         self.llm = apply_training_mode(
@@ -259,7 +260,7 @@ class VideoLMM(nn.Module):
         new label starts wherever the token time, to 0.1 s, changes, so tokens not tied to one frame get one).
         """
         dtype = self.language_model.get_input_embeddings().weight.dtype
-        projected = self.projector(compressed.tokens).to(dtype)
+        projected = self.projector(compressed.tokens, compressed.timestamps).to(dtype)
         videos = []
         for tokens, mask, times in zip(projected, compressed.mask, compressed.timestamps, strict=True):
             tokens, times = tokens[mask], times[mask]
