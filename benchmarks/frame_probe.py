@@ -1,0 +1,207 @@
+"""How learnable is the synthetic benchmark with the strongest signal a model can get: a label on every frame?
+
+A small transformer reads the query (bag of words) and every token of 16 frames and labels each frame in or out of
+the target window (binary cross-entropy). The predicted window runs from the first to the last frame labelled in
+(half a frame spacing either side); it is scored with the library's moment metrics on a held-out split. This bounds
+what the generative video LLM (a weaker, text-only signal) can learn in the same time, and calibrates the
+benchmark's difficulty.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/frame_probe.py --tokens cnn [--steps 1500 --set num_distractors=2]
+
+Tokens: `frozen` (the frozen tiny encoder of `configs/model/tiny.yaml`), `pixels` (raw patches, trainable linear
+embedding), `cnn` (a trainable 4-layer convolutional encoder on the full frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from vtc.cli import parse_key_values
+from vtc.data.synthetic import SyntheticMoments
+from vtc.encoders.tiny import TinyVisionEncoder
+from vtc.train.data import SyntheticSamples
+from vtc.train.trainer import score
+
+ROOT = Path(__file__).resolve().parents[1]
+NUM_FRAMES = 16
+
+
+def render(settings: dict, seed: int, count: int) -> list[dict]:
+    samples = SyntheticSamples(SyntheticMoments(num_videos=count, **{**settings, "seed": seed}), NUM_FRAMES)
+    return [samples[index] for index in range(count)]
+
+
+def frame_labels(samples: list[dict]) -> Tensor:
+    """`[videos, frames]` 1 where the frame time lies in the target window."""
+    rows = []
+    for sample in samples:
+        start, end = sample["window"]
+        rows.append(((sample["timestamps"] >= start) & (sample["timestamps"] <= end)).float())
+    return torch.stack(rows)
+
+
+class PixelPatches(nn.Module):
+    """uint8 `[B, T, H, W, 3]` -> `[B, T, (S/P)^2, 3 P^2]` raw patches of frames resized to S."""
+
+    def __init__(self, size: int, patch: int) -> None:
+        super().__init__()
+        self.size, self.patch, self.dim = size, patch, 3 * patch * patch
+
+    def forward(self, frames: Tensor) -> Tensor:
+        batch = frames.shape[0]
+        pixels = frames.flatten(0, 1).permute(0, 3, 1, 2).float() / 127.5 - 1
+        pixels = nn.functional.interpolate(pixels, size=(self.size, self.size), mode="bilinear", antialias=True)
+        patches = pixels.unfold(2, self.patch, self.patch).unfold(3, self.patch, self.patch)
+        return patches.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2).unflatten(0, (batch, -1))
+
+
+class ConvTokens(nn.Module):
+    """uint8 `[B, T, 64, 64, 3]` -> `[B, T, 16, 64]`: four stride-2 convolutions, a 4 x 4 grid of tokens."""
+
+    def __init__(self, dim: int = 64) -> None:
+        super().__init__()
+        widths = [3, 32, dim, dim, dim]
+        layers = []
+        for width_in, width_out in itertools.pairwise(widths):
+            layers += [nn.Conv2d(width_in, width_out, 3, 2, 1), nn.GroupNorm(8, width_out), nn.GELU()]
+        self.net, self.dim = nn.Sequential(*layers), dim
+
+    def forward(self, frames: Tensor) -> Tensor:
+        batch = frames.shape[0]
+        pixels = frames.flatten(0, 1).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return self.net(pixels).flatten(2).transpose(1, 2).unflatten(0, (batch, -1))
+
+
+class FrameProbe(nn.Module):
+    """Query words + frame tokens -> one in-window logit per frame."""
+
+    def __init__(self, tokens: nn.Module, token_dim: int, tokens_per_frame: int, vocabulary: dict[str, int]) -> None:
+        super().__init__()
+        width = 64
+        self.tokens, self.vocabulary = tokens, vocabulary
+        self.embed = nn.Linear(token_dim, width)
+        self.position = nn.Parameter(torch.randn(NUM_FRAMES * tokens_per_frame, width) * 0.02)
+        self.words = nn.EmbeddingBag(len(vocabulary) + 1, width, mode="mean")
+        layer = nn.TransformerEncoderLayer(width, 4, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, 3, enable_nested_tensor=False)
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, inputs: Tensor, queries: list[str]) -> Tensor:
+        """`inputs [B, T, ...]` (frames or features), B queries -> logits `[B, T]`."""
+        tokens = self.embed(self.tokens(inputs).flatten(1, 2)) + self.position
+        words = [torch.tensor([self.vocabulary.get(word, 0) for word in query.split()]) for query in queries]
+        offsets = torch.tensor([0, *torch.tensor([len(w) for w in words]).cumsum(0)[:-1].tolist()])
+        query = self.words(torch.cat(words), offsets).unsqueeze(1)
+        hidden = self.transformer(torch.cat([query, tokens], dim=1))[:, 1:]
+        return self.head(hidden).view(len(queries), NUM_FRAMES, -1).mean(-1)
+
+
+def predicted_records(logits: Tensor, samples: list[dict]) -> list[dict]:
+    """Prediction records: first to last frame labelled in (the most likely frame when none is)."""
+    records = []
+    for row, sample in zip(logits, samples, strict=True):
+        times = sample["timestamps"].double()
+        half = float(times[1] - times[0]) / 2
+        inside = torch.nonzero(row > 0).flatten()
+        first, last = (int(inside[0]), int(inside[-1])) if len(inside) else (int(row.argmax()),) * 2
+        window = [max(float(times[first]) - half, 0.0), min(float(times[last]) + half, sample["duration"])]
+        records.append(
+            {
+                "qid": sample["qid"],
+                "pred_relevant_windows": [[*window, 1.0]],
+                "relevant_windows": [list(sample["window"])],
+            }
+        )
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", choices=("frozen", "pixels", "cnn"), default="cnn")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--train-videos", type=int, default=1500)
+    parser.add_argument("--val-videos", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="SyntheticMoments argument")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    data_config = yaml.safe_load((ROOT / "configs" / "data" / "synthetic.yaml").read_text())["data"]
+    settings = {key: value for key, value in data_config["synthetic"].items() if key != "seed"}
+    settings.update(parse_key_values(args.set))
+    started = time.perf_counter()
+    train, val = (
+        render(settings, 0, args.train_videos),
+        render(settings, data_config.get("val_seed", 1_000_003), args.val_videos),
+    )
+    render_seconds = time.perf_counter() - started
+    vocabulary = {word: i + 1 for i, word in enumerate(sorted({w for s in train for w in s["query"].split()}))}
+    frames = [torch.stack([sample["frames"] for sample in split]) for split in (train, val)]
+    if args.tokens == "frozen":
+        model_config = yaml.safe_load((ROOT / "configs" / "model" / "tiny.yaml").read_text())["model"]
+        encoder_config = {key: value for key, value in model_config["lmm"]["encoder"].items() if key != "type"}
+        encoder = TinyVisionEncoder(**encoder_config)
+        with torch.no_grad():
+            frames = [torch.stack([encoder.encode(video) for video in split]) for split in frames]
+        tokens, token_dim, per_frame = nn.Identity(), encoder.output_dim, encoder.tokens_per_frame
+    elif args.tokens == "pixels":
+        tokens = PixelPatches(size=32, patch=8)
+        token_dim, per_frame = tokens.dim, 16
+    else:
+        tokens = ConvTokens()
+        token_dim, per_frame = tokens.dim, 16
+    probe = FrameProbe(tokens, token_dim, per_frame, vocabulary)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3)
+    labels = frame_labels(train)
+    started, curve = time.perf_counter(), []
+    for step in range(1, args.steps + 1):
+        batch = torch.randint(0, len(train), (args.batch_size,))
+        logits = probe(frames[0][batch], [train[i]["query"] for i in batch])
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 250 == 0 or step == args.steps:
+            with torch.no_grad():
+                val_logits = torch.cat(
+                    [
+                        probe(frames[1][i : i + 50], [s["query"] for s in val[i : i + 50]])
+                        for i in range(0, len(val), 50)
+                    ]
+                )
+            metrics = score(predicted_records(val_logits, val))
+            curve.append(
+                {
+                    "step": step,
+                    "seconds": round(time.perf_counter() - started),
+                    "loss": round(loss.item(), 3),
+                    "val_mIoU": metrics["mIoU"],
+                    "val_R1@0.5": metrics["R1@0.5"],
+                }
+            )
+            print(json.dumps(curve[-1]), flush=True)
+    print(
+        json.dumps(
+            {
+                "tokens": args.tokens,
+                "synthetic": settings,
+                "render_seconds": round(render_seconds, 1),
+                "train_videos": len(train),
+                "curve": curve,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
