@@ -12,7 +12,7 @@ import torch
 from vtc.cli import main
 from vtc.data.moment import load_charades_sta, load_moment_jsonl
 from vtc.data.qa import load_choice_jsonl
-from vtc.data.synthetic import COLOURS, SyntheticMoments, write_mp4
+from vtc.data.synthetic import COLOURS, VARIANTS, SyntheticMoments, write_mp4
 
 
 def test_deterministic_per_seed_and_index():
@@ -130,3 +130,14 @@ def test_data_synth_command_round_trips_through_the_loaders(tmp_path, capsys):
 def test_window_without_rendering_matches_the_rendered_window():
     moments = SyntheticMoments(num_videos=6, seed=3)
     assert [moments.window(i) for i in range(6)] == [moments.render(i).window for i in range(6)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rendering_a_subset_of_frames_gives_the_same_pixels(variant):
+    moments = SyntheticMoments(num_videos=3, duration=6.0, fps=4.0, frame_size=32, variant=variant, seed=5)
+    subset = np.array([0, 3, 7, 8, 23])
+    for index in range(3):
+        whole, part = moments.render(index), moments.render(index, subset)
+        np.testing.assert_array_equal(part.frames, whole.frames[subset])
+        np.testing.assert_array_equal(part.timestamps, whole.timestamps[subset])
+        assert (part.window, part.query, part.options) == (whole.window, whole.query, whole.options)

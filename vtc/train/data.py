@@ -43,12 +43,12 @@ class SyntheticSamples(Dataset):
         return self.cache[index]
 
     def sample(self, index: int) -> dict[str, Any]:
-        """Render sample `index` and keep its `num_frames` sampled frames."""
-        video = self.moments.render(index)
+        """Render the `num_frames` sampled frames of sample `index`."""
+        video = self.moments.render(index, self.indices)
         return {
             "qid": video.video_id,
-            "frames": torch.from_numpy(video.frames[self.indices]),
-            "timestamps": torch.from_numpy(video.timestamps[self.indices]),
+            "frames": torch.from_numpy(video.frames),
+            "timestamps": torch.from_numpy(video.timestamps),
             "query": video.query,
             "window": video.window,
             "duration": video.duration,
