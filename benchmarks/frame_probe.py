@@ -48,6 +48,18 @@ def frame_labels(samples: list[dict]) -> Tensor:
     return torch.stack(rows)
 
 
+class FrozenEncoder(nn.Module):
+    """uint8 `[B, T, H, W, 3]` -> `[B, T, N, dim]` features of a frozen `VisionEncoder`."""
+
+    def __init__(self, encoder: TinyVisionEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder.requires_grad_(False)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        with torch.no_grad():
+            return torch.stack([self.encoder.encode(video) for video in frames])
+
+
 class PixelPatches(nn.Module):
     """uint8 `[B, T, H, W, 3]` -> `[B, T, (S/P)^2, 3 P^2]` raw patches of frames resized to S."""
 
@@ -128,6 +140,7 @@ def main() -> None:
     parser.add_argument("--tokens", choices=("frozen", "pixels", "cnn"), default="cnn")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--train-videos", type=int, default=1500)
+    parser.add_argument("--fresh", action="store_true", help="a new video for every sample instead of --train-videos")
     parser.add_argument("--val-videos", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
@@ -139,20 +152,19 @@ def main() -> None:
     settings = {key: value for key, value in data_config["synthetic"].items() if key != "seed"}
     settings.update(parse_key_values(args.set))
     started = time.perf_counter()
-    train, val = (
-        render(settings, 0, args.train_videos),
-        render(settings, data_config.get("val_seed", 1_000_003), args.val_videos),
-    )
+    # --fresh: a new video for every training sample (rendered as needed), so the probe cannot memorise its data.
+    train_count = args.steps * args.batch_size if args.fresh else args.train_videos
+    train = SyntheticSamples(SyntheticMoments(num_videos=train_count, **{**settings, "seed": 0}), NUM_FRAMES)
+    val = render(settings, data_config.get("val_seed", 1_000_003), args.val_videos)
+    vocabulary = {word: i + 1 for i, word in enumerate(sorted({w for s in val for w in s["query"].split()}))}
+    if not args.fresh:
+        train = [train[index] for index in range(len(train))]
     render_seconds = time.perf_counter() - started
-    vocabulary = {word: i + 1 for i, word in enumerate(sorted({w for s in train for w in s["query"].split()}))}
-    frames = [torch.stack([sample["frames"] for sample in split]) for split in (train, val)]
     if args.tokens == "frozen":
         model_config = yaml.safe_load((ROOT / "configs" / "model" / "tiny.yaml").read_text())["model"]
         encoder_config = {key: value for key, value in model_config["lmm"]["encoder"].items() if key != "type"}
-        encoder = TinyVisionEncoder(**encoder_config)
-        with torch.no_grad():
-            frames = [torch.stack([encoder.encode(video) for video in split]) for split in frames]
-        tokens, token_dim, per_frame = nn.Identity(), encoder.output_dim, encoder.tokens_per_frame
+        tokens = FrozenEncoder(TinyVisionEncoder(**encoder_config))
+        token_dim, per_frame = tokens.encoder.output_dim, tokens.encoder.tokens_per_frame
     elif args.tokens == "pixels":
         tokens = PixelPatches(size=32, patch=8)
         token_dim, per_frame = tokens.dim, 16
@@ -161,12 +173,15 @@ def main() -> None:
         token_dim, per_frame = tokens.dim, 16
     probe = FrameProbe(tokens, token_dim, per_frame, vocabulary)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3)
-    labels = frame_labels(train)
+    val_frames = torch.stack([sample["frames"] for sample in val])
     started, curve = time.perf_counter(), []
     for step in range(1, args.steps + 1):
-        batch = torch.randint(0, len(train), (args.batch_size,))
-        logits = probe(frames[0][batch], [train[i]["query"] for i in batch])
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels[batch])
+        if args.fresh:
+            batch = [train[index] for index in range((step - 1) * args.batch_size, step * args.batch_size)]
+        else:
+            batch = [train[index] for index in torch.randint(0, len(train), (args.batch_size,)).tolist()]
+        logits = probe(torch.stack([sample["frames"] for sample in batch]), [sample["query"] for sample in batch])
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, frame_labels(batch))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -174,7 +189,7 @@ def main() -> None:
             with torch.no_grad():
                 val_logits = torch.cat(
                     [
-                        probe(frames[1][i : i + 50], [s["query"] for s in val[i : i + 50]])
+                        probe(val_frames[i : i + 50], [s["query"] for s in val[i : i + 50]])
                         for i in range(0, len(val), 50)
                     ]
                 )
