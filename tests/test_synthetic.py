@@ -12,7 +12,7 @@ import torch
 from vtc.cli import main
 from vtc.data.moment import load_charades_sta, load_moment_jsonl
 from vtc.data.qa import load_choice_jsonl
-from vtc.data.synthetic import COLOURS, VARIANTS, SyntheticMoments, write_mp4
+from vtc.data.synthetic import COLOURS, SHAPES, VARIANTS, SyntheticMoments, write_mp4
 
 
 def test_deterministic_per_seed_and_index():
@@ -141,3 +141,22 @@ def test_rendering_a_subset_of_frames_gives_the_same_pixels(variant):
         np.testing.assert_array_equal(part.frames, whole.frames[subset])
         np.testing.assert_array_equal(part.timestamps, whole.timestamps[subset])
         assert (part.window, part.query, part.options) == (whole.window, whole.query, whole.options)
+        labelled = moments.render(index, subset, labels=True)
+        np.testing.assert_array_equal(labelled.frames, part.frames)
+        np.testing.assert_array_equal(labelled.labels, moments.render(index, labels=True).labels[subset])
+    assert moments.render(0).labels is None
+
+
+def test_scene_labels_name_the_colour_and_shape_drawn_at_each_pixel():
+    moments = SyntheticMoments(num_videos=4, num_distractors=3, frame_size=48, seed=2)
+    for index in range(len(moments)):
+        video = moments.render(index, labels=True)
+        assert video.labels.shape == video.frames.shape[:3] and video.labels.min() == 0
+        colour, shape = video.query.split()[1:3]
+        target = 1 + list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(shape)
+        assert (video.labels == target).any(axis=(1, 2)).sum() >= len(video.labels) // 2
+        for label in np.unique(video.labels[video.labels > 0]):
+            rgb = np.array(list(COLOURS.values())[(label - 1) // len(SHAPES)])
+            pixels = video.frames[video.labels == label].astype(int)
+            # opaque shapes show their colour; half-transparent or mid-change ones lie within the blend
+            assert np.median(np.abs(pixels - rgb).sum(-1)) < 120

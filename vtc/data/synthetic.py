@@ -57,7 +57,8 @@ NUM_OPTIONS = 4
 
 @dataclass
 class SyntheticVideo:
-    """One rendered sample: `frames [T, H, W, 3]` uint8, `timestamps [T]` seconds, target `window` (s, e)."""
+    """One rendered sample: `frames [T, H, W, 3]` uint8, `timestamps [T]` seconds, target `window` (s, e), and
+    when asked for, the scene's `labels [T, H, W]` (`object_class` of the top shape at each pixel, 0 elsewhere)."""
 
     video_id: str
     frames: np.ndarray
@@ -69,6 +70,7 @@ class SyntheticVideo:
     question: str | None = None
     options: list[str] | None = None
     answer: int | None = None
+    labels: np.ndarray | None = None
 
 
 @dataclass
@@ -130,8 +132,9 @@ def ceil_to(value: int, parts: int) -> int:
     return -(-value // parts)
 
 
-def composite(frames: np.ndarray, track: Track) -> None:
-    """Alpha-blend one shape into `frames [T, H, W, 3]` in place."""
+def composite(frames: np.ndarray, track: Track, labels: np.ndarray | None = None) -> None:
+    """Alpha-blend one shape into `frames [T, H, W, 3]` in place; where it is at least half opaque, also write its
+    per-frame `object_class` into `labels [T, H, W]` (when given)."""
     height, width = frames.shape[1:3]
     dy = np.arange(height, dtype=np.float32)[None, :, None] - track.y[:, None, None]
     dx = np.arange(width, dtype=np.float32)[None, None, :] - track.x[:, None, None]
@@ -139,6 +142,19 @@ def composite(frames: np.ndarray, track: Track) -> None:
     weight = (mask * track.alpha[:, None, None]).astype(np.float32)[..., None]
     frames *= 1 - weight
     frames += weight * track.colour[:, None, None, :]
+    if labels is not None:
+        visible = mask & (track.alpha >= 0.5)[:, None, None]
+        labels[visible] = np.broadcast_to(object_class(track)[:, None, None], visible.shape)[visible]
+
+
+NUM_OBJECT_CLASSES = 1 + len(COLOURS) * len(SHAPES)  # background + every (colour, shape)
+
+
+def object_class(track: Track) -> np.ndarray:
+    """Per-frame class `[T]` of a shape: 1 + (nearest named colour) * len(SHAPES) + shape; 0 is the background."""
+    palette = np.asarray(list(COLOURS.values()), dtype=np.float32)
+    nearest = np.argmin(((track.colour[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)
+    return 1 + nearest * len(SHAPES) + SHAPES.index(track.shape)
 
 
 def phrase(event: str, new_colour: str | None) -> str:
@@ -217,8 +233,9 @@ class SyntheticMoments(Dataset):
             item.update(question=video.question, options=video.options, answer=video.answer)
         return item
 
-    def render(self, index: int, frame_indices: np.ndarray | None = None) -> SyntheticVideo:
-        """Render sample `index` (numpy arrays); only the frames at `frame_indices` (all when None).
+    def render(self, index: int, frame_indices: np.ndarray | None = None, labels: bool = False) -> SyntheticVideo:
+        """Render sample `index` (numpy arrays); only the frames at `frame_indices` (all when None); with `labels`,
+        also the per-pixel object classes (the supervision of a stage-1 perception encoder).
 
         Every random draw has a fixed size, so a subset is the same pixels as rendering the whole video and selecting
         from it, at a fraction of the cost (a trainer that samples 16 of 60 frames renders 16). The needle variant
@@ -234,10 +251,12 @@ class SyntheticMoments(Dataset):
         target_colour, target_shape, event, window = self.draw_target(rng)
         new_colour = str(rng.choice([c for c in COLOURS if c != target_colour]))
         frames = render_background(rng, times, self.height, self.width)
+        label_map = np.zeros(frames.shape[:3], dtype=np.int64) if labels else None
         for distractor in range(self.num_distractors):
-            composite(frames, self.distractor_track(rng, times, side, target_colour, target_shape, distractor))
+            track = self.distractor_track(rng, times, side, target_colour, target_shape, distractor)
+            composite(frames, track, label_map)
         target = self.target_track(rng, times, side, target_shape, target_colour, event, window, new_colour)
-        composite(frames, target)
+        composite(frames, target, label_map)
         name = f"the {target_colour} {target_shape}"
         query = f"{name} {phrase(event, new_colour)}"
         video = SyntheticVideo(
@@ -248,6 +267,7 @@ class SyntheticMoments(Dataset):
             window=window,
             duration=self.duration,
             event=event,
+            labels=label_map,
         )
         if self.variant == "choice":
             video.question = f"what does {name} do?"
@@ -259,6 +279,7 @@ class SyntheticMoments(Dataset):
             self.insert_needle(rng, video)
         if frame_indices is not None and self.variant == "needle":
             video.frames, video.timestamps = video.frames[frame_indices], video.timestamps[frame_indices]
+            video.labels = None if video.labels is None else video.labels[frame_indices]
         video.frames = np.clip(video.frames, 0, 255).astype(np.uint8)
         return video
 
@@ -354,8 +375,11 @@ class SyntheticMoments(Dataset):
             colour=np.tile(np.asarray(COLOURS[colour], dtype=np.float32), (count, 1)),
         )
         plain = np.full((count, self.height, self.width, 3), 128.0, dtype=np.float32)
-        composite(plain, card)
+        card_labels = np.zeros(plain.shape[:3], dtype=np.int64) if video.labels is not None else None
+        composite(plain, card, card_labels)
         video.frames[first:last] = plain
+        if video.labels is not None:
+            video.labels[first:last] = card_labels
         video.window = (round(first / self.fps, 2), round(min(last / self.fps, self.duration), 2))
         video.event = "needle"
         video.query = f"a {colour} {shape} flashes on a plain grey screen"
