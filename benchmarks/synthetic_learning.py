@@ -43,6 +43,7 @@ def main() -> None:
     synthetic = {**config.data.synthetic, "seed": config.data.val_seed + 1}
     test = SyntheticSamples(SyntheticMoments(num_videos=args.num_test, **synthetic), config.data.num_frames)
     model = load_model(Path(summary["best_checkpoint"]) / "model")
+    train_moments = SyntheticMoments(num_videos=config.data.num_train, **config.data.synthetic)
     model_metrics = score(predict_windows(model, test, range(len(test)), config.run.eval_batch_size))
     print(
         json.dumps(
@@ -52,7 +53,7 @@ def main() -> None:
                 "train_wall_seconds": round(train_seconds, 1),
                 "threads": args.threads,
                 "model_no_compression": model_metrics,
-                "blind_mean_window": blind_baseline(trainer.train_data.moments, test),
+                "blind_mean_window": blind_baseline(train_moments, test),
             },
             indent=2,
         )

@@ -18,6 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from vtc.lmm.model import VideoLMM
 from vtc.train.config import load_train_config, parse_override, save_train_config
 from vtc.train.trainer import Trainer, warmup_cosine
 
@@ -191,3 +192,23 @@ def test_evaluate_checkpoint_writes_predictions_and_metrics(tmp_path: Path) -> N
     assert len(records) == 2 and all("pred_relevant_windows" in record and "text" in record for record in records)
     final = val_lines(tmp_path / "run")[-1]
     assert metrics == {key: value for key, value in final.items() if key not in ("step", "split")}
+
+
+def test_scene_encoder_is_pretrained_once_cached_and_its_features_kept(tmp_path: Path) -> None:
+    scene = {"type": "scene", "width": 8, "pretrain_steps": 3}
+    config = write_config(tmp_path, model={**TINY["model"], "lmm": {**TINY["model"]["lmm"], "encoder": scene}})
+    overrides = [f"run.cache_dir={tmp_path / 'cache'}", "data.cache_in_memory=true", "optim.max_steps=4"]
+    first = Trainer(load_train_config([config], [*overrides, f"run.output_dir={tmp_path / 'a'}"]))
+    first.fit()
+    (weights,) = (tmp_path / "cache").glob("scene-encoder-*.safetensors")
+    report = json.loads(weights.with_suffix(".json").read_text())
+    assert report["settings"]["steps"] == 3 and 0.0 <= report["object_accuracy"] <= 1.0
+    assert type(first.train_data).__name__ == "EncodedSamples" and len(first.train_data.cache) == 8
+    stamp = weights.stat().st_mtime_ns
+    second = Trainer(load_train_config([config], [*overrides, f"run.output_dir={tmp_path / 'b'}"]))
+    second.fit()
+    assert weights.stat().st_mtime_ns == stamp and len(list((tmp_path / "cache").iterdir())) == 2  # reused
+    torch.testing.assert_close(second.model.encoder.state_dict(), first.model.encoder.state_dict())
+    weights.unlink()  # the checkpoint keeps its own copy of the encoder
+    loaded = VideoLMM.from_pretrained(tmp_path / "b" / "checkpoints" / "step-00000004" / "model")
+    torch.testing.assert_close(loaded.encoder.state_dict(), first.model.encoder.state_dict())

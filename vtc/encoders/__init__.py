@@ -6,6 +6,7 @@ from typing import Any
 
 from vtc.encoders.base import VisionEncoder
 from vtc.encoders.hf import Blip2VisionEncoder, CLIPVisionEncoder, SiglipVisionEncoder
+from vtc.encoders.scene import SceneEncoder
 from vtc.encoders.tiny import TinyVisionEncoder
 
 ENCODERS = {
@@ -13,6 +14,7 @@ ENCODERS = {
     "clip": CLIPVisionEncoder,
     "siglip": SiglipVisionEncoder,
     "tiny": TinyVisionEncoder,
+    "scene": SceneEncoder,
 }
 
 

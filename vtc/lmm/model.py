@@ -35,6 +35,8 @@ PROJECTOR_NAME = "projector.safetensors"
 ADAPTER_NAME = "adapter.safetensors"
 LLM_WEIGHTS_NAME = "llm.safetensors"
 ENCODER_WEIGHTS_NAME = "encoder.safetensors"
+# Encoders built from their config alone (random or from a weights file): checkpoints store their weights.
+SELF_CONTAINED_ENCODERS = ("tiny", "scene")
 LLM_MODES = ("frozen", "lora", "full")
 # STAC: LoRA r=8, alpha=32 on the T5 attention and feed-forward projections.
 STAC_T5_LORA_TARGETS = ("q", "k", "v", "o", "wi_0", "wi_1", "wo")
@@ -201,11 +203,11 @@ class VideoLMM(nn.Module):
 
     @property
     def stores_encoder(self) -> bool:
-        """Whether `save_pretrained` writes the encoder's weights: it trains, or it is a random `tiny` one
-        (nothing to rebuild it from)."""
+        """Whether `save_pretrained` writes the encoder's weights: it trains, or it is a self-contained `tiny` or
+        `scene` one (random, or read from a file that may not stay beside the checkpoint)."""
         if self.encoder is None:
             return False
-        return bool(self.config["encoder_trainable"]) or self.config["encoder"].get("type") == "tiny"
+        return bool(self.config["encoder_trainable"]) or self.config["encoder"].get("type") in SELF_CONTAINED_ENCODERS
 
     def train(self, mode: bool = True) -> VideoLMM:
         """A frozen encoder always stays in eval mode, and so does a frozen language model."""
@@ -229,6 +231,7 @@ class VideoLMM(nn.Module):
             features = batch["features"].to(self.device)
             timestamps = torch.as_tensor(batch["timestamps"], dtype=torch.float32, device=self.device)
             frame_mask = batch.get("frame_mask")
+            frame_mask = None if frame_mask is None else frame_mask.to(self.device)
         else:
             if self.encoder is None:
                 raise ValueError("this model has no encoder (feature_dim config): pass batch['features']")
@@ -413,6 +416,8 @@ class VideoLMM(nn.Module):
         config = json.loads((directory / CONFIG_NAME).read_text())
         for key, value in overrides.items():
             config[key] = {**config[key], **value} if isinstance(config.get(key), dict) else value
+        if (config.get("encoder") or {}).get("type") in SELF_CONTAINED_ENCODERS:
+            config["encoder"] = {k: v for k, v in config["encoder"].items() if k != "path"}  # weights stored here
         model = cls(load_config(config))
         model.compressor.load_state_dict(load_file(str(directory / "compressor" / WEIGHTS_NAME)), strict=True)
         model.projector.load_state_dict(load_file(str(directory / PROJECTOR_NAME)), strict=True)

@@ -38,7 +38,8 @@ class DataConfig:
     `synthetic.seed`, validation seed `val_seed`); `source: "files"` reads `train` / `val` annotations with
     `vtc.data.load_moments` (`durations` csv for Charades-STA text, videos under `video_dir`).
     `num_frames` frames are sampled uniformly per video (the middle frame of equal segments);
-    `cache_in_memory` keeps rendered synthetic samples (each rendered once)."""
+    `cache_in_memory` keeps rendered synthetic samples (each rendered once) and, where the encoder is frozen, each
+    video's encoder features instead of its frames (`EncodedSamples`)."""
 
     source: str = "synthetic"
     synthetic: dict[str, Any] = field(default_factory=dict)
@@ -70,9 +71,11 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
-    """Output folder, seed, evaluation / checkpoint cadence and early stopping (on validation mIoU)."""
+    """Output folder, seed, evaluation / checkpoint cadence and early stopping (on validation mIoU);
+    `cache_dir` keeps what runs share (a pre-trained `scene` encoder)."""
 
     output_dir: str = "runs/default"
+    cache_dir: str = "runs/cache"
     seed: int = 0
     eval_every: int = 100
     save_every: int | None = None

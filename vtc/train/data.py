@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from vtc.data.moment import load_moments
@@ -151,12 +152,44 @@ class BatchOrder:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
+class EncodedSamples(Dataset):
+    """A dataset's samples with `frames` replaced by the frozen `encoder`'s `features [T, N, D]`, each video
+    encoded once and kept in memory (T * N * D floats each): the frozen, cached stage-1 encoder of the papers."""
+
+    def __init__(self, samples: Dataset, encoder: torch.nn.Module) -> None:
+        self.samples, self.encoder = samples, encoder
+        self.cache: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if index not in self.cache:
+            sample = dict(self.samples[index])
+            with torch.no_grad():
+                sample["features"] = self.encoder.encode(sample.pop("frames")).cpu()
+            self.cache[index] = sample
+        return self.cache[index]
+
+
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Samples -> a `VideoLMM` batch: lists of `frames [T_i, H, W, 3]` and `timestamps [T_i]`, `query`,
-    `window` (start, end) pairs, `duration`, `qid` and ground-truth `windows`."""
+    """Samples -> a `VideoLMM` batch: lists of `frames [T_i, H, W, 3]` and `timestamps [T_i]` (or, from
+    `EncodedSamples`, `features [B, T, N, D]`, `timestamps [B, T]` and `frame_mask [B, T]`, padded over frames),
+    `query`, `window` (start, end) pairs, `duration`, `qid` and ground-truth `windows`."""
+    if "features" in samples[0]:
+        lengths = torch.tensor([len(sample["features"]) for sample in samples])
+        visual: dict[str, Any] = {
+            "features": pad_sequence([sample["features"] for sample in samples], batch_first=True),
+            "frame_mask": torch.arange(int(lengths.max())) < lengths[:, None],
+            "timestamps": pad_sequence([sample["timestamps"] for sample in samples], batch_first=True),
+        }
+    else:
+        visual = {
+            "frames": [sample["frames"] for sample in samples],
+            "timestamps": [sample["timestamps"] for sample in samples],
+        }
     return {
-        "frames": [sample["frames"] for sample in samples],
-        "timestamps": [sample["timestamps"] for sample in samples],
+        **visual,
         "query": [sample["query"] for sample in samples],
         "window": [tuple(float(t) for t in sample["window"]) for sample in samples],
         "windows": [sample.get("windows", [list(map(float, sample["window"]))]) for sample in samples],

@@ -9,6 +9,7 @@ bit for bit on the same hardware and process count.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -21,13 +22,14 @@ import torch
 from torch.utils.data import Dataset
 
 from vtc.compressors.base import atomic_write_text
+from vtc.encoders.scene import cached_scene_encoder
 from vtc.eval.moment import evaluate_moments
 from vtc.lmm.answers import parse_window
 from vtc.lmm.model import VideoLMM, build_model, load_config
 from vtc.lmm.tiny import save_tiny_lm
 from vtc.train.checkpoint import CheckpointStore
 from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, save_train_config
-from vtc.train.data import SYNTHETIC_WORDS, BatchOrder, build_datasets, collate
+from vtc.train.data import SYNTHETIC_WORDS, BatchOrder, EncodedSamples, build_datasets, collate
 
 METRICS_NAME = "metrics.jsonl"
 RESULTS_NAME = "results.json"
@@ -107,7 +109,25 @@ class Trainer:
                 save_tiny_lm(path, **options)
             self.accelerator.wait_for_everyone()
             lmm["llm"] = {**lmm.get("llm", {}), "path": str(path.resolve())}
+        encoder = lmm.get("encoder") or {}
+        if encoder.get("type") == "scene" and "path" not in encoder:
+            lmm["encoder"] = self.pretrained_scene_encoder(encoder)
         return load_config(lmm)
+
+    def pretrained_scene_encoder(self, encoder: dict[str, Any]) -> dict[str, Any]:
+        """A `scene` encoder config without weights gets weights pre-trained on this run's synthetic settings
+        (`pretrain_steps`, default 300), trained once and cached in `run.cache_dir`."""
+        if self.config.data.source != "synthetic":
+            raise ValueError("a scene encoder without a weights path pre-trains on synthetic data only")
+        options = dict(encoder)
+        steps = int(options.pop("pretrain_steps", 300))
+        if self.accelerator.is_main_process:
+            cached_scene_encoder(self.config.run.cache_dir, self.config.data.synthetic, options.get("width", 32), steps)
+        self.accelerator.wait_for_everyone()
+        path, _ = cached_scene_encoder(
+            self.config.run.cache_dir, self.config.data.synthetic, options.get("width", 32), steps
+        )
+        return {**options, "path": str(path.resolve())}
 
     def setup(self) -> None:
         from accelerate.utils import set_seed
@@ -119,7 +139,15 @@ class Trainer:
         model_config = self.model_config()
         set_seed(config.run.seed)
         self.model = build_model(model_config)
-        self.train_data, self.val_data = build_datasets(config.data)
+        frozen_encoder = self.model.encoder is not None and not self.model.config["encoder_trainable"]
+        if config.data.cache_in_memory and frozen_encoder:
+            train, val = build_datasets(dataclasses.replace(config.data, cache_in_memory=False))
+            self.train_data, self.val_data = (
+                EncodedSamples(train, self.model.encoder),
+                EncodedSamples(val, self.model.encoder),
+            )
+        else:
+            self.train_data, self.val_data = build_datasets(config.data)
         optim = config.optim
         optimizer = torch.optim.AdamW(
             parameter_groups(self.model, optim.weight_decay), lr=optim.lr, betas=tuple(optim.betas)
