@@ -8,8 +8,11 @@ benchmark's difficulty.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/frame_probe.py --tokens cnn [--steps 1500 --set num_distractors=2]
 
-Tokens: `frozen` (the frozen tiny encoder of `configs/model/tiny.yaml`), `pixels` (raw patches, trainable linear
-embedding), `cnn` (a trainable 4-layer convolutional encoder on the full frames).
+Tokens: `frozen` (the frozen tiny encoder of `configs/model/tiny.yaml`), `scene` (the frozen `SceneEncoder`,
+pre-trained on the renderer's labels and cached in `runs/cache`), `pixels` (raw patches, trainable linear embedding),
+`cnn` (a trainable 4-layer convolutional encoder on the full frames), `oracle` (the scene encoder's slots computed
+from the renderer's true labels instead of a network: what perfect perception would give; the run also scores a
+hand-written reading of these slots, `oracle_rule_logits`, as a reference).
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ import yaml
 from torch import Tensor, nn
 
 from vtc.cli import parse_key_values
-from vtc.data.synthetic import SyntheticMoments
+from vtc.data.synthetic import COLOURS, NUM_OBJECT_CLASSES, SHAPES, SyntheticMoments
+from vtc.encoders.scene import (
+    SceneEncoder,
+    cached_scene_encoder,
+    class_attributes,
+    slot_states,
+    temporal_changes,
+)
 from vtc.encoders.tiny import TinyVisionEncoder
 from vtc.train.data import SyntheticSamples
 from vtc.train.trainer import score
@@ -34,8 +44,28 @@ ROOT = Path(__file__).resolve().parents[1]
 NUM_FRAMES = 16
 
 
-def render(settings: dict, seed: int, count: int) -> list[dict]:
-    samples = SyntheticSamples(SyntheticMoments(num_videos=count, **{**settings, "seed": seed}), NUM_FRAMES)
+class OracleSamples(SyntheticSamples):
+    """Samples whose `frames` are replaced by `SceneEncoder`-style slots `[T, 25, 19]` read from the true labels."""
+
+    def sample(self, index: int) -> dict:
+        video = self.moments.render(index, self.indices, labels=True)
+        labels = torch.from_numpy(video.labels)
+        probabilities = nn.functional.one_hot(labels, NUM_OBJECT_CLASSES).permute(0, 3, 1, 2).float()
+        states = slot_states(probabilities)
+        attributes = class_attributes().expand(len(labels), -1, -1)
+        slots = torch.cat([attributes, states, temporal_changes(states)], dim=-1)
+        return {
+            "qid": video.video_id,
+            "frames": slots,
+            "timestamps": torch.from_numpy(video.timestamps),
+            "query": video.query,
+            "window": video.window,
+            "duration": video.duration,
+        }
+
+
+def render(settings: dict, seed: int, count: int, kind: type = SyntheticSamples) -> list[dict]:
+    samples = kind(SyntheticMoments(num_videos=count, **{**settings, "seed": seed}), NUM_FRAMES)
     return [samples[index] for index in range(count)]
 
 
@@ -100,7 +130,8 @@ class FrameProbe(nn.Module):
         width = 64
         self.tokens, self.vocabulary = tokens, vocabulary
         self.embed = nn.Linear(token_dim, width)
-        self.position = nn.Parameter(torch.randn(NUM_FRAMES * tokens_per_frame, width) * 0.02)
+        self.frame_position = nn.Parameter(torch.randn(NUM_FRAMES, 1, width) * 0.02)
+        self.token_position = nn.Parameter(torch.randn(1, tokens_per_frame, width) * 0.02)
         self.words = nn.EmbeddingBag(len(vocabulary) + 1, width, mode="mean")
         layer = nn.TransformerEncoderLayer(width, 4, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, 3, enable_nested_tensor=False)
@@ -108,7 +139,7 @@ class FrameProbe(nn.Module):
 
     def forward(self, inputs: Tensor, queries: list[str]) -> Tensor:
         """`inputs [B, T, ...]` (frames or features), B queries -> logits `[B, T]`."""
-        tokens = self.embed(self.tokens(inputs).flatten(1, 2)) + self.position
+        tokens = (self.embed(self.tokens(inputs)) + self.frame_position + self.token_position).flatten(1, 2)
         words = [torch.tensor([self.vocabulary.get(word, 0) for word in query.split()]) for query in queries]
         offsets = torch.tensor([0, *torch.tensor([len(w) for w in words]).cumsum(0)[:-1].tolist()])
         query = self.words(torch.cat(words), offsets).unsqueeze(1)
@@ -135,9 +166,22 @@ def predicted_records(logits: Tensor, samples: list[dict]) -> list[dict]:
     return records
 
 
+def oracle_rule_logits(samples: list[dict]) -> Tensor:
+    """The hand-written reading of oracle slots: a frame is in the window where the queried shape's slot (and, for
+    "turns <colour>", the new colour's slot) changes area or position from the previous or to the next frame."""
+    rows = []
+    for sample in samples:
+        words = sample["query"].split()
+        colours = [words[1], words[4]] if words[3] == "turns" else [words[1]]
+        slots = [1 + list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(words[2]) for colour in colours]
+        changes = sample["frames"][:, slots, -6:].abs().amax(dim=(1, 2))  # [T]
+        rows.append(changes - 0.25)
+    return torch.stack(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", choices=("frozen", "pixels", "cnn"), default="cnn")
+    parser.add_argument("--tokens", choices=("frozen", "scene", "pixels", "cnn", "oracle"), default="cnn")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--train-videos", type=int, default=1500)
     parser.add_argument("--fresh", action="store_true", help="a new video for every sample instead of --train-videos")
@@ -154,8 +198,9 @@ def main() -> None:
     started = time.perf_counter()
     # --fresh: a new video for every training sample (rendered as needed), so the probe cannot memorise its data.
     train_count = args.steps * args.batch_size if args.fresh else args.train_videos
-    train = SyntheticSamples(SyntheticMoments(num_videos=train_count, **{**settings, "seed": 0}), NUM_FRAMES)
-    val = render(settings, data_config.get("val_seed", 1_000_003), args.val_videos)
+    kind = OracleSamples if args.tokens == "oracle" else SyntheticSamples
+    train = kind(SyntheticMoments(num_videos=train_count, **{**settings, "seed": 0}), NUM_FRAMES)
+    val = render(settings, data_config.get("val_seed", 1_000_003), args.val_videos, kind)
     vocabulary = {word: i + 1 for i, word in enumerate(sorted({w for s in val for w in s["query"].split()}))}
     if not args.fresh:
         train = [train[index] for index in range(len(train))]
@@ -165,12 +210,22 @@ def main() -> None:
         encoder_config = {key: value for key, value in model_config["lmm"]["encoder"].items() if key != "type"}
         tokens = FrozenEncoder(TinyVisionEncoder(**encoder_config))
         token_dim, per_frame = tokens.encoder.output_dim, tokens.encoder.tokens_per_frame
+    elif args.tokens == "scene":
+        path, report = cached_scene_encoder(ROOT / "runs" / "cache", settings)
+        print(json.dumps({"scene_encoder": str(path), **report}), flush=True)
+        tokens = FrozenEncoder(SceneEncoder(path=str(path)))
+        token_dim, per_frame = tokens.encoder.output_dim, tokens.encoder.tokens_per_frame
     elif args.tokens == "pixels":
         tokens = PixelPatches(size=32, patch=8)
         token_dim, per_frame = tokens.dim, 16
+    elif args.tokens == "oracle":
+        tokens = nn.Identity()
+        token_dim, per_frame = SceneEncoder().output_dim, NUM_OBJECT_CLASSES
     else:
         tokens = ConvTokens()
         token_dim, per_frame = tokens.dim, 16
+    if args.tokens == "oracle":
+        print(json.dumps({"oracle_rule": score(predicted_records(oracle_rule_logits(val), val))}), flush=True)
     probe = FrameProbe(tokens, token_dim, per_frame, vocabulary)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3)
     val_frames = torch.stack([sample["frames"] for sample in val])
