@@ -4,9 +4,11 @@ A small transformer reads the query (bag of words) and every token of 16 frames 
 the target window (binary cross-entropy). The predicted window runs from the first to the last frame labelled in
 (half a frame spacing either side); it is scored with the library's moment metrics on a held-out split. This bounds
 what the generative video LLM (a weaker, text-only signal) can learn in the same time, and calibrates the
-benchmark's difficulty.
+benchmark's difficulty. `--readout generative` trains the library's video LLM on the same tokens instead (no
+compression, the tiny T5 writing the window as text), to separate what the tokens hold from what that readout learns.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/frame_probe.py --tokens cnn [--steps 1500 --set num_distractors=2]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/frame_probe.py --tokens oracle --readout generative --batch-size 8
 
 Tokens: `frozen` (the frozen tiny encoder of `configs/model/tiny.yaml`), `scene` (the frozen `SceneEncoder`,
 pre-trained on the renderer's labels and cached in `runs/cache`), `pixels` (raw patches, trainable linear embedding),
@@ -37,7 +39,10 @@ from vtc.encoders.scene import (
     temporal_changes,
 )
 from vtc.encoders.tiny import TinyVisionEncoder
-from vtc.train.data import SyntheticSamples
+from vtc.lmm.answers import parse_window
+from vtc.lmm.model import build_model
+from vtc.lmm.tiny import save_tiny_lm
+from vtc.train.data import SYNTHETIC_WORDS, SyntheticSamples
 from vtc.train.trainer import score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +152,68 @@ class FrameProbe(nn.Module):
         return self.head(hidden).view(len(queries), NUM_FRAMES, -1).mean(-1)
 
 
+class FrameReadout(nn.Module):
+    """The probe's own readout: per-frame in-window logits, binary cross-entropy, first-to-last labelled frame."""
+
+    def __init__(self, probe: FrameProbe) -> None:
+        super().__init__()
+        self.probe = probe
+
+    def loss(self, samples: list[dict]) -> Tensor:
+        logits = self.probe(torch.stack([s["frames"] for s in samples]), [s["query"] for s in samples])
+        return nn.functional.binary_cross_entropy_with_logits(logits, frame_labels(samples))
+
+    @torch.no_grad()
+    def records(self, samples: list[dict]) -> list[dict]:
+        logits = self.probe(torch.stack([s["frames"] for s in samples]), [s["query"] for s in samples])
+        return predicted_records(logits, samples)
+
+
+class GenerativeReadout(nn.Module):
+    """The library's readout on the same tokens: a `VideoLMM` (no compression, MLP projector, the tiny T5 of
+    `configs/model/tiny.yaml` trained in full) that writes the window as text, scored on the parsed answer."""
+
+    def __init__(self, tokens: nn.Module, token_dim: int, time_input: str, directory: Path) -> None:
+        super().__init__()
+        model_config = yaml.safe_load((ROOT / "configs" / "model" / "tiny.yaml").read_text())["model"]
+        save_tiny_lm(directory, **{"extra_words": SYNTHETIC_WORDS, **model_config["tiny_lm"]})
+        self.tokens = tokens
+        self.model = build_model(
+            {
+                "feature_dim": token_dim,
+                "llm": {"path": str(directory), "mode": "full"},
+                "projector": "mlp",
+                "time_embedding": time_input == "embedding",
+                "timestamp_tokens": time_input == "tokens",
+                "num_frames": NUM_FRAMES,
+            }
+        )
+
+    def batch(self, samples: list[dict]) -> dict:
+        return {
+            "features": self.tokens(torch.stack([s["frames"] for s in samples])),
+            "timestamps": torch.stack([s["timestamps"] for s in samples]),
+            "query": [s["query"] for s in samples],
+            "window": [tuple(float(t) for t in s["window"]) for s in samples],
+        }
+
+    def loss(self, samples: list[dict]) -> Tensor:
+        return self.model(self.batch(samples))
+
+    @torch.no_grad()
+    def records(self, samples: list[dict]) -> list[dict]:
+        self.model.eval()
+        texts = self.model.generate_text(self.batch(samples))
+        self.model.train()
+        records = []
+        for text, sample in zip(texts, samples, strict=True):
+            answer = parse_window(text, sample["duration"])
+            predicted = [[*answer.window, 1.0]] if answer.valid else []
+            windows = [[float(t) for t in sample["window"]]]
+            records.append({"qid": sample["qid"], "pred_relevant_windows": predicted, "relevant_windows": windows})
+        return records
+
+
 def predicted_records(logits: Tensor, samples: list[dict]) -> list[dict]:
     """Prediction records: first to last frame labelled in (the most likely frame when none is)."""
     records = []
@@ -183,6 +250,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", choices=("frozen", "scene", "pixels", "cnn", "oracle"), default="cnn")
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--readout", choices=("frame", "generative"), default="frame")
+    parser.add_argument("--time-input", choices=("embedding", "tokens"), default="embedding", help="generative only")
+    parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--train-videos", type=int, default=1500)
     parser.add_argument("--fresh", action="store_true", help="a new video for every sample instead of --train-videos")
     parser.add_argument("--val-videos", type=int, default=200)
@@ -226,29 +296,24 @@ def main() -> None:
         token_dim, per_frame = tokens.dim, 16
     if args.tokens == "oracle":
         print(json.dumps({"oracle_rule": score(predicted_records(oracle_rule_logits(val), val))}), flush=True)
-    probe = FrameProbe(tokens, token_dim, per_frame, vocabulary)
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3)
-    val_frames = torch.stack([sample["frames"] for sample in val])
+    if args.readout == "frame":
+        readout: FrameReadout | GenerativeReadout = FrameReadout(FrameProbe(tokens, token_dim, per_frame, vocabulary))
+    else:
+        readout = GenerativeReadout(tokens, token_dim, args.time_input, ROOT / "runs" / "frame_probe_lm")
+    optimizer = torch.optim.AdamW(readout.parameters(), lr=1e-3)
     started, curve = time.perf_counter(), []
     for step in range(1, args.steps + 1):
         if args.fresh:
             batch = [train[index] for index in range((step - 1) * args.batch_size, step * args.batch_size)]
         else:
             batch = [train[index] for index in torch.randint(0, len(train), (args.batch_size,)).tolist()]
-        logits = probe(torch.stack([sample["frames"] for sample in batch]), [sample["query"] for sample in batch])
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, frame_labels(batch))
+        loss = readout.loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if step % 250 == 0 or step == args.steps:
-            with torch.no_grad():
-                val_logits = torch.cat(
-                    [
-                        probe(val_frames[i : i + 50], [s["query"] for s in val[i : i + 50]])
-                        for i in range(0, len(val), 50)
-                    ]
-                )
-            metrics = score(predicted_records(val_logits, val))
+        if step % args.eval_every == 0 or step == args.steps:
+            records = [record for i in range(0, len(val), 50) for record in readout.records(val[i : i + 50])]
+            metrics = score(records)
             curve.append(
                 {
                     "step": step,
@@ -263,6 +328,7 @@ def main() -> None:
         json.dumps(
             {
                 "tokens": args.tokens,
+                "readout": args.readout,
                 "synthetic": settings,
                 "render_seconds": round(render_seconds, 1),
                 "train_videos": len(train),
