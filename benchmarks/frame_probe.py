@@ -30,7 +30,8 @@ import yaml
 from torch import Tensor, nn
 
 from vtc.cli import parse_key_values
-from vtc.data.synthetic import COLOURS, NUM_OBJECT_CLASSES, SHAPES, SyntheticMoments
+from vtc.data.synthetic import NUM_OBJECT_CLASSES, SyntheticMoments, object_class_index
+from vtc.encoders.base import VisionEncoder
 from vtc.encoders.scene import (
     SceneEncoder,
     cached_scene_encoder,
@@ -39,11 +40,10 @@ from vtc.encoders.scene import (
     temporal_changes,
 )
 from vtc.encoders.tiny import TinyVisionEncoder
-from vtc.lmm.answers import parse_window
 from vtc.lmm.model import build_model
 from vtc.lmm.tiny import save_tiny_lm
-from vtc.train.data import SYNTHETIC_WORDS, SyntheticSamples
-from vtc.train.trainer import score
+from vtc.train.data import SYNTHETIC_WORDS, SyntheticSamples, collate
+from vtc.train.trainer import predict_windows, score
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_FRAMES = 16
@@ -86,7 +86,7 @@ def frame_labels(samples: list[dict]) -> Tensor:
 class FrozenEncoder(nn.Module):
     """uint8 `[B, T, H, W, 3]` -> `[B, T, N, dim]` features of a frozen `VisionEncoder`."""
 
-    def __init__(self, encoder: TinyVisionEncoder) -> None:
+    def __init__(self, encoder: VisionEncoder) -> None:
         super().__init__()
         self.encoder = encoder.requires_grad_(False)
 
@@ -189,29 +189,17 @@ class GenerativeReadout(nn.Module):
             }
         )
 
-    def batch(self, samples: list[dict]) -> dict:
-        return {
-            "features": self.tokens(torch.stack([s["frames"] for s in samples])),
-            "timestamps": torch.stack([s["timestamps"] for s in samples]),
-            "query": [s["query"] for s in samples],
-            "window": [tuple(float(t) for t in s["window"]) for s in samples],
-        }
+    def featured(self, samples: list[dict]) -> list[dict]:
+        """The samples with their tokens as `features` (what `collate` and `VideoLMM` take)."""
+        features = self.tokens(torch.stack([s["frames"] for s in samples]))
+        return [{**sample, "features": tokens} for sample, tokens in zip(samples, features, strict=True)]
 
     def loss(self, samples: list[dict]) -> Tensor:
-        return self.model(self.batch(samples))
+        return self.model(collate(self.featured(samples)))
 
     @torch.no_grad()
     def records(self, samples: list[dict]) -> list[dict]:
-        self.model.eval()
-        texts = self.model.generate_text(self.batch(samples))
-        self.model.train()
-        records = []
-        for text, sample in zip(texts, samples, strict=True):
-            answer = parse_window(text, sample["duration"])
-            predicted = [[*answer.window, 1.0]] if answer.valid else []
-            windows = [[float(t) for t in sample["window"]]]
-            records.append({"qid": sample["qid"], "pred_relevant_windows": predicted, "relevant_windows": windows})
-        return records
+        return predict_windows(self.model, self.featured(samples), range(len(samples)), len(samples))
 
 
 def predicted_records(logits: Tensor, samples: list[dict]) -> list[dict]:
@@ -240,7 +228,7 @@ def oracle_rule_logits(samples: list[dict]) -> Tensor:
     for sample in samples:
         words = sample["query"].split()
         colours = [words[1], words[4]] if words[3] == "turns" else [words[1]]
-        slots = [1 + list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(words[2]) for colour in colours]
+        slots = [object_class_index(colour, words[2]) for colour in colours]
         changes = sample["frames"][:, slots, -6:].abs().amax(dim=(1, 2))  # [T]
         rows.append(changes - 0.25)
     return torch.stack(rows)

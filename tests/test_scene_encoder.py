@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from tiny_hf import save_causal_lm
 
 import vtc
-from vtc.data.synthetic import COLOURS, NUM_OBJECT_CLASSES, SHAPES, SyntheticMoments
+from vtc.data.synthetic import COLOURS, NUM_OBJECT_CLASSES, SHAPES, SyntheticMoments, object_class_index
 from vtc.encoders import build_encoder
 from vtc.encoders.scene import (
     AREA_SCALE,
@@ -46,7 +46,7 @@ def test_class_attributes_name_colour_and_shape():
     attributes = class_attributes()
     assert attributes.shape == (NUM_OBJECT_CLASSES, len(COLOURS) + len(SHAPES))
     assert torch.equal(attributes[0], torch.zeros(len(COLOURS) + len(SHAPES)))
-    red_star = 1 + list(COLOURS).index("red") * len(SHAPES) + SHAPES.index("star")
+    red_star = object_class_index("red", "star")
     assert attributes[red_star].nonzero().flatten().tolist() == [0, len(COLOURS) + SHAPES.index("star")]
 
 

@@ -12,7 +12,7 @@ import torch
 from vtc.cli import main
 from vtc.data.moment import load_charades_sta, load_moment_jsonl
 from vtc.data.qa import load_choice_jsonl
-from vtc.data.synthetic import COLOURS, SHAPES, VARIANTS, SyntheticMoments, write_mp4
+from vtc.data.synthetic import COLOURS, SHAPES, VARIANTS, SyntheticMoments, object_class_index, write_mp4
 
 
 def test_deterministic_per_seed_and_index():
@@ -148,12 +148,14 @@ def test_rendering_a_subset_of_frames_gives_the_same_pixels(variant):
 
 
 def test_scene_labels_name_the_colour_and_shape_drawn_at_each_pixel():
+    assert object_class_index("red", "circle") == 1 and object_class_index("cyan", "star") == len(COLOURS) * len(SHAPES)
+    assert object_class_index(list(COLOURS).index("green"), SHAPES.index("square")) == 1 + len(SHAPES) + 1
     moments = SyntheticMoments(num_videos=4, num_distractors=3, frame_size=48, seed=2)
     for index in range(len(moments)):
         video = moments.render(index, labels=True)
         assert video.labels.shape == video.frames.shape[:3] and video.labels.min() == 0
         colour, shape = video.query.split()[1:3]
-        target = 1 + list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(shape)
+        target = object_class_index(colour, shape)
         assert (video.labels == target).any(axis=(1, 2)).sum() >= len(video.labels) // 2
         for label in np.unique(video.labels[video.labels > 0]):
             rgb = np.array(list(COLOURS.values())[(label - 1) // len(SHAPES)])

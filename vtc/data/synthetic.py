@@ -150,11 +150,19 @@ def composite(frames: np.ndarray, track: Track, labels: np.ndarray | None = None
 NUM_OBJECT_CLASSES = 1 + len(COLOURS) * len(SHAPES)  # background + every (colour, shape)
 
 
+def object_class_index(colour: Any, shape: Any) -> Any:
+    """Class of a (colour, shape) pair given as names or as indices into `COLOURS` / `SHAPES` (index arrays too):
+    1 + colour * len(SHAPES) + shape; 0 is the background."""
+    colour = list(COLOURS).index(colour) if isinstance(colour, str) else colour
+    shape = SHAPES.index(shape) if isinstance(shape, str) else shape
+    return 1 + colour * len(SHAPES) + shape
+
+
 def object_class(track: Track) -> np.ndarray:
-    """Per-frame class `[T]` of a shape: 1 + (nearest named colour) * len(SHAPES) + shape; 0 is the background."""
+    """Per-frame class `[T]` of a shape: its `object_class_index` with the nearest named colour."""
     palette = np.asarray(list(COLOURS.values()), dtype=np.float32)
     nearest = np.argmin(((track.colour[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)
-    return 1 + nearest * len(SHAPES) + SHAPES.index(track.shape)
+    return object_class_index(nearest, track.shape)
 
 
 def phrase(event: str, new_colour: str | None) -> str:

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from vtc.compressors.base import atomic_save_safetensors, atomic_write_text
-from vtc.data.synthetic import COLOURS, NUM_OBJECT_CLASSES, SHAPES, SyntheticMoments
+from vtc.data.synthetic import COLOURS, NUM_OBJECT_CLASSES, SHAPES, SyntheticMoments, object_class_index
 from vtc.encoders.base import VisionEncoder
 from vtc.encoders.hf import check_frames
 
@@ -39,10 +39,12 @@ PRETRAIN_SEED = 2_000_003  # videos of their own: training, validation and test 
 
 def class_attributes() -> Tensor:
     """`[classes, colours + shapes]`: the colour and shape one-hots of every object class (zeros for background)."""
+    colours = torch.arange(len(COLOURS)).repeat_interleave(len(SHAPES))
+    shapes = torch.arange(len(SHAPES)).repeat(len(COLOURS))
+    classes = object_class_index(colours, shapes)
     rows = torch.zeros(NUM_OBJECT_CLASSES, len(COLOURS) + len(SHAPES))
-    for colour in range(len(COLOURS)):
-        for shape in range(len(SHAPES)):
-            rows[1 + colour * len(SHAPES) + shape, [colour, len(COLOURS) + shape]] = 1.0
+    rows[classes, colours] = 1.0
+    rows[classes, len(COLOURS) + shapes] = 1.0
     return rows
 
 

@@ -121,12 +121,11 @@ class Trainer:
             raise ValueError("a scene encoder without a weights path pre-trains on synthetic data only")
         options = dict(encoder)
         steps = int(options.pop("pretrain_steps", 300))
+        arguments = (self.config.run.cache_dir, self.config.data.synthetic, options.get("width", 32), steps)
         if self.accelerator.is_main_process:
-            cached_scene_encoder(self.config.run.cache_dir, self.config.data.synthetic, options.get("width", 32), steps)
+            cached_scene_encoder(*arguments)  # trains once; the other processes then read the cache
         self.accelerator.wait_for_everyone()
-        path, _ = cached_scene_encoder(
-            self.config.run.cache_dir, self.config.data.synthetic, options.get("width", 32), steps
-        )
+        path, _ = cached_scene_encoder(*arguments)
         return {**options, "path": str(path.resolve())}
 
     def setup(self) -> None:
