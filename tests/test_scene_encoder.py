@@ -16,9 +16,11 @@ from vtc.encoders.scene import (
     CHANGE_SCALE,
     SceneEncoder,
     class_attributes,
+    hard_assignment,
     pretrain_scene_encoder,
     slot_states,
     temporal_changes,
+    temporal_median,
 )
 from vtc.lmm.model import VideoLMM
 from vtc.train.data import EncodedSamples, SyntheticSamples, collate
@@ -40,6 +42,22 @@ def test_temporal_changes_are_differences_to_the_neighbours():
     states = torch.tensor([0.0, 1.0, 3.0]).view(3, 1, 1)
     changes = temporal_changes(states)[:, 0]
     assert torch.equal(changes, CHANGE_SCALE * torch.tensor([[0.0, 1.0], [1.0, 2.0], [2.0, 0.0]]))
+
+
+def test_temporal_median_removes_blips_and_keeps_monotone_changes():
+    ramp = torch.tensor([0.0, 0.0, 1.0, 2.0, 3.0, 3.0, 3.0]).view(7, 1, 1)
+    assert torch.equal(temporal_median(ramp), ramp)
+    blip = torch.tensor([1.0, 1.0, 1.0, 9.0, 9.0, 1.0, 1.0, 1.0]).view(8, 1, 1)
+    assert torch.equal(temporal_median(blip), torch.ones(8, 1, 1))
+
+
+def test_hard_assignment_gives_pixels_to_their_class_and_drops_stray_ones():
+    log_probs = torch.full((1, 3, 4, 4), -5.0)
+    log_probs[0, 0] = 0.0
+    log_probs[0, 1, :2, :2] = 1.0  # class 1: four pixels, kept
+    log_probs[0, 2, 3, 3] = 1.0  # class 2: one stray pixel, dropped
+    areas = hard_assignment(log_probs, min_pixels=2).sum((-2, -1))[0]
+    assert torch.allclose(areas, torch.tensor([11.0, 4.0, 0.0]), atol=1e-5)
 
 
 def test_class_attributes_name_colour_and_shape():

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vtc.compressors.base import atomic_write_text
-from vtc.encoders.scene import cached_scene_encoder
+from vtc.encoders.scene import DEFAULT_PRETRAIN_STEPS, DEFAULT_WIDTH, cached_scene_encoder
 from vtc.eval.moment import evaluate_moments
 from vtc.lmm.answers import parse_window
 from vtc.lmm.model import VideoLMM, build_model, load_config
@@ -116,12 +116,13 @@ class Trainer:
 
     def pretrained_scene_encoder(self, encoder: dict[str, Any]) -> dict[str, Any]:
         """A `scene` encoder config without weights gets weights pre-trained on this run's synthetic settings
-        (`pretrain_steps`, default 300), trained once and cached in `run.cache_dir`."""
+        (`pretrain_steps`, default `DEFAULT_PRETRAIN_STEPS`), trained once and cached in `run.cache_dir`."""
         if self.config.data.source != "synthetic":
             raise ValueError("a scene encoder without a weights path pre-trains on synthetic data only")
         options = dict(encoder)
-        steps = int(options.pop("pretrain_steps", 300))
-        arguments = (self.config.run.cache_dir, self.config.data.synthetic, options.get("width", 32), steps)
+        steps = int(options.pop("pretrain_steps", DEFAULT_PRETRAIN_STEPS))
+        width = int(options.get("width", DEFAULT_WIDTH))
+        arguments = (self.config.run.cache_dir, self.config.data.synthetic, width, steps)
         if self.accelerator.is_main_process:
             cached_scene_encoder(*arguments)  # trains once; the other processes then read the cache
         self.accelerator.wait_for_everyone()
