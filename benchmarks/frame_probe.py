@@ -173,7 +173,7 @@ class GenerativeReadout(nn.Module):
     """The library's readout on the same tokens: a `VideoLMM` (no compression, MLP projector, the tiny T5 of
     `configs/model/tiny.yaml` trained in full) that writes the window as text, scored on the parsed answer."""
 
-    def __init__(self, tokens: nn.Module, token_dim: int, time_input: str, directory: Path) -> None:
+    def __init__(self, tokens: nn.Module, token_dim: int, time_input: str, directory: Path, saliency: bool) -> None:
         super().__init__()
         model_config = yaml.safe_load((ROOT / "configs" / "model" / "tiny.yaml").read_text())["model"]
         save_tiny_lm(directory, **{"extra_words": SYNTHETIC_WORDS, **model_config["tiny_lm"]})
@@ -185,7 +185,11 @@ class GenerativeReadout(nn.Module):
                 "projector": "mlp",
                 "time_embedding": time_input == "embedding",
                 "timestamp_tokens": time_input == "tokens",
+                "time_tokens": NUM_FRAMES if time_input == "time-tokens" else 0,
+                "answer_template": "brackets" if time_input == "time-tokens" else "sentence",
                 "num_frames": NUM_FRAMES,
+                "saliency_loss": 1.0 if saliency else 0.0,
+                "readout": "saliency" if saliency else "text",
             }
         )
 
@@ -238,8 +242,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", choices=("frozen", "scene", "pixels", "cnn", "oracle"), default="cnn")
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--readout", choices=("frame", "generative"), default="frame")
-    parser.add_argument("--time-input", choices=("embedding", "tokens"), default="embedding", help="generative only")
+    parser.add_argument("--readout", choices=("frame", "generative", "saliency"), default="frame")
+    parser.add_argument(
+        "--time-input", choices=("embedding", "tokens", "time-tokens"), default="embedding", help="generative only"
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--train-videos", type=int, default=1500)
     parser.add_argument("--fresh", action="store_true", help="a new video for every sample instead of --train-videos")
@@ -287,7 +293,8 @@ def main() -> None:
     if args.readout == "frame":
         readout: FrameReadout | GenerativeReadout = FrameReadout(FrameProbe(tokens, token_dim, per_frame, vocabulary))
     else:
-        readout = GenerativeReadout(tokens, token_dim, args.time_input, ROOT / "runs" / "frame_probe_lm")
+        directory = ROOT / "runs" / "frame_probe_lm"
+        readout = GenerativeReadout(tokens, token_dim, args.time_input, directory, args.readout == "saliency")
     optimizer = torch.optim.AdamW(readout.parameters(), lr=1e-3)
     started, curve = time.perf_counter(), []
     for step in range(1, args.steps + 1):

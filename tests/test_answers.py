@@ -9,10 +9,13 @@ from hypothesis import strategies as st
 from vtc.lmm.answers import (
     TEMPLATES,
     ParsedWindow,
+    decode_time_tokens,
     format_choices,
+    format_time_token_window,
     format_window,
     parse_choice,
     parse_window,
+    time_token_index,
 )
 
 centiseconds = st.integers(min_value=0, max_value=360_000)
@@ -126,3 +129,39 @@ def test_parse_choice(text: str, index: int | None) -> None:
 def test_parse_choice_checks_num_options() -> None:
     with pytest.raises(ValueError, match="num_options"):
         parse_choice("A", num_options=0)
+
+
+@pytest.mark.parametrize("count", [2, 16, 100])
+def test_time_tokens_name_the_nearest_of_evenly_spread_points(count: int) -> None:
+    duration = 30.0
+    step = duration / (count - 1)
+    for index in range(count):
+        assert time_token_index(index * step, duration, count) == index
+        assert time_token_index(index * step + 0.49 * step, duration, count) == index
+    assert time_token_index(-3.0, duration, count) == 0
+    assert time_token_index(99.0, duration, count) == count - 1
+    with pytest.raises(ValueError, match="num_time_tokens"):
+        time_token_index(1.0, duration, 1)
+
+
+@given(start=st.floats(0, 25), length=st.floats(0.5, 5), template=st.sampled_from(sorted(TEMPLATES)))
+def test_time_token_windows_parse_back_within_half_a_step(start: float, length: float, template: str) -> None:
+    duration, count = 30.0, 16
+    text = format_time_token_window(start, start + length, duration, count, template)
+    assert text.count("<t") == 2
+    parsed = parse_window(decode_time_tokens(text, duration, count), duration)
+    assert parsed.valid
+    step = duration / (count - 1)
+    first, last = parsed.window
+    if time_token_index(start, duration, count) != time_token_index(start + length, duration, count):
+        assert first == pytest.approx(start, abs=step / 2 + 0.01)
+        assert last == pytest.approx(start + length, abs=step / 2 + 0.01)
+    else:  # one token for both ends: the span of half a step either side of it
+        assert last - first == pytest.approx(step, abs=0.01) or first == 0 or last == duration
+
+
+def test_decode_time_tokens_leaves_other_text() -> None:
+    assert decode_time_tokens("It starts at <t2> and ends at <t4> seconds.", 30.0, 16) == (
+        "It starts at 4.00 and ends at 8.00 seconds."
+    )
+    assert parse_window(decode_time_tokens("no tokens here", 30.0, 16), 30.0) == ParsedWindow(None, False)

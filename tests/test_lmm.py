@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from tiny_hf import save_blip2, save_causal_lm, save_vision
 
 import vtc
 from vtc.compressors import compressor_class
-from vtc.lmm.model import VideoLMM
+from vtc.lmm.model import VideoLMM, salient_window
 from vtc.video import VideoClip
 
 QUERIES = ["the person opens a door", "the person sits down"]
@@ -316,3 +317,84 @@ def test_trainable_tiny_encoder_trains_and_round_trips(folders, tmp_path):
         torch.testing.assert_close(loaded(frames_batch()), model(frames_batch()))
     with pytest.raises(ValueError, match="cannot train"):
         vtc.build_model({**model_config(folders, "clip_llama"), "encoder_trainable": True})
+
+
+@pytest.mark.parametrize("setup", ["blip2_t5", "clip_llama"])
+def test_time_tokens_mark_frames_train_and_round_trip(folders, setup, tmp_path):
+    torch.manual_seed(0)
+    model = vtc.build_model(model_config(folders, setup, time_tokens=5, answer_template="brackets"))
+    plain = vtc.build_model(model_config(folders, setup))
+    batch = {**frames_batch(), "duration": [DURATION, DURATION]}
+    ids = model.tokenizer.convert_tokens_to_ids([f"<t{index}>" for index in range(5)])
+    assert len(set(ids)) == 5 and model.tokenizer.unk_token_id not in ids
+    assert model.answer_text(batch) == ["[[<t1>, <t3>]]", "[[<t0>, <t2>]]"]  # 5 points 1.5 s apart over 6 s
+    assert all(len(model.embed_text(f"<t{index}>")[0]) == 1 for index in range(5))
+    marked = model.visual_embeddings(model.compress(batch), batch["duration"])
+    unmarked = plain.visual_embeddings(plain.compress(batch))
+    assert [len(m) - len(u) for m, u in zip(marked, unmarked, strict=True)] == [3, 2]  # one marker per frame
+    with pytest.raises(ValueError, match="duration"):
+        model(frames_batch())
+    losses = train(model, batch, steps=3, lr=1e-2)
+    assert losses[-1] < losses[0]
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert any("token_adapter" in name or "trainable_tokens" in name for name in trainable), trainable
+    assert model.parse_answer("[[<t1>, <t3>]]", DURATION).window == (1.5, 4.5)
+    assert model.parse_answer("[[<t2>, <t2>]]", DURATION).window == (2.25, 3.75)
+    model.save_pretrained(tmp_path)
+    loaded = VideoLMM.from_pretrained(tmp_path)
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), model(batch))
+    assert loaded.predict(clip(0), QUERIES[0]) == model.predict(clip(0), QUERIES[0])
+
+
+def test_saliency_loss_supervises_frames_reads_windows_and_round_trips(folders, tmp_path):
+    torch.manual_seed(0)
+    model = vtc.build_model(model_config(folders, "blip2_t5", saliency_loss=1.0, readout="saliency"))
+    batch = {**frames_batch(), "duration": [DURATION, DURATION]}
+    model.eval()
+    with torch.no_grad():
+        timed = model.timed_visual_embeddings(model.compress(batch))
+        times = [t for _, t in timed]
+        inputs = model.inputs([embeds for embeds, _ in timed], QUERIES, model.answer_text(batch))
+        outputs = model.llm(**inputs)
+        saliency = model.saliency_loss(outputs.encoder_last_hidden_state, times, WINDOWS)
+        torch.testing.assert_close(model(batch), outputs.loss + saliency)
+        model.saliency_head.weight.zero_()
+        model.saliency_head.bias.fill_(0.0)
+        at_zero = model.saliency_loss(outputs.encoder_last_hidden_state, times, WINDOWS)
+    assert at_zero.item() == pytest.approx(math.log(2.0))
+    losses = train(model, batch, steps=80, lr=1e-2)
+    assert losses[-1] < losses[0]
+    model.eval()
+    texts = model.generate_text(batch)  # read from the saliency head: parseable windows
+    parsed = [model.parse_answer(text, DURATION) for text in texts]
+    assert all(p.valid for p in parsed), texts
+    # Frames at 0.5, 3, 5.5 s (window 1.5-4: the middle one) and at 0.5, 5.5 s (window 0-2.5: the first one).
+    assert [p.window for p in parsed] == [pytest.approx((1.75, 4.25)), pytest.approx((0.0, 3.0))], texts
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "saliency_head.safetensors").is_file()
+    loaded = VideoLMM.from_pretrained(tmp_path)
+    assert loaded.generate_text(batch) == texts
+
+
+def test_salient_window_spans_first_to_last_salient_time():
+    times = torch.tensor([1.0, 3.0, 5.0, 7.0], dtype=torch.float64)
+    assert salient_window(times, torch.tensor([-1.0, 2.0, -0.5, 1.0]), 8.0) == (2.0, 8.0)
+    assert salient_window(times, torch.tensor([-1.0, -0.2, -3.0, -1.0]), 8.0) == (2.0, 4.0)  # best when none is
+    assert salient_window(times, torch.tensor([5.0, -1.0, -1.0, -1.0]), 8.0) == (0.0, 2.0)
+
+
+def test_time_token_and_saliency_config_errors(folders):
+    for changes, message in [
+        ({"time_tokens": 1}, "time_tokens"),
+        ({"time_tokens": 4, "timestamp_tokens": True}, "choose one"),
+        ({"time_tokens": 4, "llm": {"mode": "frozen"}}, "must train"),
+        ({"readout": "saliency"}, "saliency_loss > 0"),
+        ({"readout": "frames"}, "readout must be"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            vtc.build_model(model_config(folders, "blip2_t5", **changes))
+    with pytest.raises(ValueError, match="seq2seq"):
+        vtc.build_model(model_config(folders, "clip_llama", saliency_loss=1.0))

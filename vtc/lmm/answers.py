@@ -30,6 +30,8 @@ _WINDOW_PATTERNS = [
     ),
 ]
 _ANY_NUMBER = re.compile(_NUMBER)
+# LITA's time tokens: "<t7>" is the 8th of N points spread evenly from 0 to the video's duration.
+_TIME_TOKEN = re.compile(r"<t(\d+)>")
 
 LETTERS = string.ascii_uppercase
 
@@ -103,6 +105,39 @@ def _find_window(text: str) -> tuple[str, str] | None:
             return match.group(1), match.group(2)
     numbers = _ANY_NUMBER.findall(text)
     return (numbers[0], numbers[1]) if len(numbers) == 2 else None
+
+
+def time_token(index: int) -> str:
+    """The text of time token `index`: "<t{index}>"."""
+    return f"<t{index}>"
+
+
+def time_token_index(seconds: float, duration: float, num_time_tokens: int) -> int:
+    """The nearest of `num_time_tokens` points spread evenly over `[0, duration]` (LITA Sec. 3.2: relative time)."""
+    if num_time_tokens < 2 or not duration > 0:
+        raise ValueError(f"need num_time_tokens >= 2 and duration > 0, got {num_time_tokens}, {duration}")
+    return min(max(round((num_time_tokens - 1) * seconds / duration), 0), num_time_tokens - 1)
+
+
+def format_time_token_window(
+    start: float, end: float, duration: float, num_time_tokens: int, template: str = DEFAULT_TEMPLATE
+) -> str:
+    """The answer text of `[start, end]` with times as time tokens, e.g. "[[<t3>, <t9>]]"."""
+    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
+        raise ValueError(f"need a window with 0 <= start < end, got start={start}, end={end}")
+    first, last = (time_token(time_token_index(t, duration, num_time_tokens)) for t in (start, end))
+    return resolve_template(template).format(start=first, end=last)
+
+
+def decode_time_tokens(text: str, duration: float, num_time_tokens: int) -> str:
+    """`text` with every time token replaced by its seconds, for `parse_window`; a start and end on the same
+    token become the span of half a step either side of it, so that the window is not empty."""
+    step = duration / (num_time_tokens - 1)
+    indices = [int(match) for match in _TIME_TOKEN.findall(text)]
+    if len(indices) == 2 and indices[0] == indices[1]:
+        centre = indices[0] * step
+        return f"[[{max(centre - step / 2, 0.0):.2f}, {min(centre + step / 2, duration):.2f}]]"
+    return _TIME_TOKEN.sub(lambda match: f"{int(match.group(1)) * step:.2f}", text)
 
 
 def format_choices(question: str, options: list[str]) -> str:

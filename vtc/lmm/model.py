@@ -27,7 +27,15 @@ from vtc.compressors import CompressedTokens, create_compressor
 from vtc.compressors.base import WEIGHTS_NAME, atomic_save_safetensors, atomic_write_text
 from vtc.encoders import Blip2VisionEncoder, build_encoder
 from vtc.encoders.hf import freeze, quantization_kwargs
-from vtc.lmm.answers import format_window, parse_window
+from vtc.lmm.answers import (
+    ParsedWindow,
+    decode_time_tokens,
+    format_time_token_window,
+    format_window,
+    parse_window,
+    time_token,
+    time_token_index,
+)
 from vtc.lmm.projector import Projector
 
 CONFIG_NAME = "config.json"
@@ -35,9 +43,11 @@ PROJECTOR_NAME = "projector.safetensors"
 ADAPTER_NAME = "adapter.safetensors"
 LLM_WEIGHTS_NAME = "llm.safetensors"
 ENCODER_WEIGHTS_NAME = "encoder.safetensors"
+SALIENCY_NAME = "saliency_head.safetensors"
 # Encoders built from their config alone (random or from a weights file): checkpoints store their weights.
 SELF_CONTAINED_ENCODERS = ("tiny", "scene")
 LLM_MODES = ("frozen", "lora", "full")
+READOUTS = ("text", "saliency")
 # STAC: LoRA r=8, alpha=32 on the T5 attention and feed-forward projections.
 STAC_T5_LORA_TARGETS = ("q", "k", "v", "o", "wi_0", "wi_1", "wo")
 
@@ -50,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     "llm": {"path": None, "mode": "lora", "load_in_4bit": False},
     "lora": {"r": 8, "alpha": 32, "dropout": 0.05, "target_modules": None},
     "timestamp_tokens": False,
+    "time_tokens": 0,
+    "saliency_loss": 0.0,
+    "readout": "text",
     "time_embedding": False,
     "num_frames": 8,
     "prompt": "Video:",
@@ -78,6 +91,17 @@ def load_config(config: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         raise ValueError(f"llm.mode must be one of {LLM_MODES}, got {merged['llm']['mode']!r}")
     if merged["encoder"] is None and merged["feature_dim"] is None:
         raise ValueError("give an encoder config, or feature_dim when training on cached features")
+    time_tokens = merged["time_tokens"]
+    if not isinstance(time_tokens, int) or time_tokens < 0 or time_tokens == 1:
+        raise ValueError(f"time_tokens must be 0 (off) or an integer >= 2, got {time_tokens!r}")
+    if time_tokens and merged["timestamp_tokens"]:
+        raise ValueError("time_tokens and timestamp_tokens both mark frame times: choose one")
+    if time_tokens and merged["llm"]["mode"] == "frozen":
+        raise ValueError("time_tokens add embeddings that must train: use llm.mode 'lora' or 'full'")
+    if merged["readout"] not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {merged['readout']!r}")
+    if merged["readout"] == "saliency" and not merged["saliency_loss"] > 0:
+        raise ValueError("readout 'saliency' reads the saliency head, which trains only with saliency_loss > 0")
     if merged["encoder_trainable"] and merged["encoder"] is None:
         raise ValueError("encoder_trainable needs an encoder config (cached features have no encoder to train)")
     return merged
@@ -116,8 +140,29 @@ def lora_targets(model: nn.Module, requested: list[str] | None) -> list[str] | N
     return None
 
 
-def apply_training_mode(model: nn.Module, mode: str, lora: dict[str, Any], quantized: bool) -> nn.Module:
-    """Freeze the language model, wrap it with LoRA adapters (peft), or leave it fully trainable."""
+def add_time_tokens(tokenizer: Any, model: nn.Module, count: int) -> list[int]:
+    """Add LITA's `count` time tokens "<t0>" ... to `tokenizer` and `model`'s embeddings; return their ids.
+
+    They are ordinary (not special) tokens, so that decoding keeps them for `decode_time_tokens`. The embedding
+    matrix only grows (T5 and OPT keep spare rows beyond their tokenizer; ids that land there reuse them).
+    """
+    if count == 0:
+        return []
+    tokenizer.add_tokens([time_token(index) for index in range(count)])
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        model.resize_token_embeddings(len(tokenizer))
+    return tokenizer.convert_tokens_to_ids([time_token(index) for index in range(count)])
+
+
+def apply_training_mode(
+    model: nn.Module, mode: str, lora: dict[str, Any], quantized: bool, new_token_ids: list[int] = ()
+) -> nn.Module:
+    """Freeze the language model, wrap it with LoRA adapters (peft), or leave it fully trainable.
+
+    With LoRA, the embeddings of `new_token_ids` (tokens added to the vocabulary) train too (peft's trainable
+    tokens); the rest of the vocabulary stays frozen.
+    """
     if mode == "full":
         if quantized:
             raise ValueError("llm.mode='full' cannot train a 4-bit model; use 'lora' or 'frozen'")
@@ -134,6 +179,7 @@ def apply_training_mode(model: nn.Module, mode: str, lora: dict[str, Any], quant
         lora_alpha=lora["alpha"],
         lora_dropout=lora["dropout"],
         target_modules=lora_targets(model, lora["target_modules"]),
+        trainable_token_indices=list(new_token_ids) or None,
     )
     return get_peft_model(model, config)
 
@@ -160,6 +206,8 @@ class VideoLMM(nn.Module):
 
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         language_model, blip2 = load_language_model(path, llm_config["load_in_4bit"])
+        self.num_time_tokens = int(config["time_tokens"])
+        new_token_ids = add_time_tokens(self.tokenizer, language_model, self.num_time_tokens)
         self.encoder = self._build_encoder(config["encoder"], blip2, path)
         if config["encoder_trainable"]:
             if not self.encoder.supports_training:
@@ -171,12 +219,15 @@ class VideoLMM(nn.Module):
         self.is_seq2seq = bool(language_model.config.is_encoder_decoder)
         hidden = language_model.get_input_embeddings().embedding_dim
         self.projector = Projector(dim, hidden, config["projector"], config["time_embedding"])
+        if config["saliency_loss"] > 0 and not self.is_seq2seq:
+            raise ValueError("saliency_loss needs a seq2seq LM: a causal LM's visual tokens come before the query")
+        self.saliency_head = nn.Linear(hidden, 1) if config["saliency_loss"] > 0 else None
         if blip2 is not None and config["projector"] == "linear" and blip2.language_projection.in_features == dim:
             self.projector.layers[0].load_state_dict(blip2.language_projection.state_dict())
         self.llm = apply_training_mode(
-            language_model, llm_config["mode"], config["lora"], quantized=llm_config["load_in_4bit"]
+            language_model, llm_config["mode"], config["lora"], llm_config["load_in_4bit"], new_token_ids
         )
-        for module in (self.encoder, self.compressor, self.projector):
+        for module in (self.encoder, self.compressor, self.projector, self.saliency_head):
             if module is not None:
                 module.to(self.language_model.device)
 
@@ -257,32 +308,66 @@ class VideoLMM(nn.Module):
         ids = torch.tensor(ids, dtype=torch.long, device=self.device)
         return ids, self.language_model.get_input_embeddings()(ids)
 
-    def visual_embeddings(self, compressed: CompressedTokens) -> list[Tensor]:
-        """Projected valid tokens of each video, `[L_i, H]`, with timestamp text before each frame's tokens
-        when `timestamp_tokens` is on (Mr.BLIP Sec. 3.1 interleaves frame timestamps with visual tokens; a
-        new label starts wherever the token time, to 0.1 s, changes, so tokens not tied to one frame get one).
+    def time_label(self, seconds: float, duration: float) -> str:
+        """The marker of a frame time: a time token with `time_tokens`, else timestamp text ("12.5s")."""
+        if self.num_time_tokens:
+            return time_token(time_token_index(seconds, duration, self.num_time_tokens))
+        return f"{seconds:.1f}s"
+
+    def visual_embeddings(self, compressed: CompressedTokens, durations: list[float] | None = None) -> list[Tensor]:
+        """Projected valid tokens of each video, `[L_i, H]`, with a time marker before each frame's tokens when
+        `timestamp_tokens` (text, Mr.BLIP Sec. 3.1) or `time_tokens` (LITA Sec. 3.2; needs `durations`, seconds
+        per video) is on. A new marker starts wherever the marker of the token time changes, so tokens not tied
+        to one frame get one too.
         """
+        return [embeds for embeds, _ in self.timed_visual_embeddings(compressed, durations)]
+
+    def timed_visual_embeddings(
+        self, compressed: CompressedTokens, durations: list[float] | None = None
+    ) -> list[tuple[Tensor, Tensor]]:
+        """`visual_embeddings` with the time (seconds) of every position, `([L_i, H], [L_i])` per video."""
         dtype = self.language_model.get_input_embeddings().weight.dtype
         projected = self.projector(compressed.tokens, compressed.timestamps).to(dtype)
+        marked = self.config["timestamp_tokens"] or self.num_time_tokens
+        if marked and self.num_time_tokens and durations is None:
+            raise ValueError("time_tokens need each video's duration (batch['duration'])")
         videos = []
-        for tokens, mask, times in zip(projected, compressed.mask, compressed.timestamps, strict=True):
+        durations = [0.0] * len(projected) if durations is None else durations
+        for tokens, mask, times, duration in zip(
+            projected, compressed.mask, compressed.timestamps, durations, strict=True
+        ):
             tokens, times = tokens[mask], times[mask]
-            if not self.config["timestamp_tokens"]:
-                videos.append(tokens)
+            if not marked:
+                videos.append((tokens, times))
                 continue
-            labels = [f"{time:.1f}" for time in times.tolist()]
+            labels = [self.time_label(time, float(duration)) for time in times.tolist()]
             starts = [i for i in range(len(labels)) if i == 0 or labels[i] != labels[i - 1]]
-            pieces = []
+            pieces, piece_times = [], []
             for start, end in zip(starts, [*starts[1:], len(labels)], strict=True):
-                pieces += [self.embed_text(f"{labels[start]}s")[1], tokens[start:end]]
-            videos.append(torch.cat(pieces))
+                marker = self.embed_text(labels[start])[1]
+                pieces += [marker, tokens[start:end]]
+                piece_times += [times[start].expand(len(marker)), times[start:end]]
+            videos.append((torch.cat(pieces), torch.cat(piece_times)))
         return videos
 
     def answer_text(self, batch: Mapping[str, Any]) -> list[str]:
-        """`batch["answer"]` strings, or `batch["window"]` `(start, end)` pairs in the configured template."""
+        """`batch["answer"]` strings, or `batch["window"]` `(start, end)` pairs in the configured template (with
+        `time_tokens`, as time tokens of `batch["duration"]`)."""
         if "answer" in batch:
             return list(batch["answer"])
-        return [format_window(start, end, self.config["answer_template"]) for start, end in batch["window"]]
+        template = self.config["answer_template"]
+        if not self.num_time_tokens:
+            return [format_window(start, end, template) for start, end in batch["window"]]
+        return [
+            format_time_token_window(start, end, duration, self.num_time_tokens, template)
+            for (start, end), duration in zip(batch["window"], batch["duration"], strict=True)
+        ]
+
+    def parse_answer(self, text: str, duration: float) -> ParsedWindow:
+        """The window of a generated answer (time tokens read as seconds first); never raises on `text`."""
+        if self.num_time_tokens and isinstance(text, str):
+            text = decode_time_tokens(text, duration, self.num_time_tokens)
+        return parse_window(text, duration)
 
     def inputs(self, visual: list[Tensor], queries: list[str], answers: list[str] | None) -> dict[str, Tensor]:
         """LM inputs: `inputs_embeds [B, L, H]`, `attention_mask [B, L]`, and `labels` with `answers`."""
@@ -296,11 +381,7 @@ class VideoLMM(nn.Module):
                 ids = [self.embed_text(answer, eos=True)[0] for answer in answers]
                 inputs["labels"] = pad_sequence(ids, batch_first=True, padding_value=-100)
             return inputs
-        prefix_ids, prompt = self.embed_text(self.config["prompt"])
-        if self.tokenizer.bos_token_id is not None:
-            bos = torch.tensor([self.tokenizer.bos_token_id], device=self.device)
-            prefix_ids = torch.cat([bos, prefix_ids])
-            prompt = self.language_model.get_input_embeddings()(prefix_ids)
+        prompt = self.language_model.get_input_embeddings()(self.prompt_ids())
         embeds = [torch.cat([prompt, video, text]) for video, text in zip(visual, question, strict=True)]
         if answers is None:
             return self.padded(embeds, padding_side="left")
@@ -312,6 +393,13 @@ class VideoLMM(nn.Module):
         inputs = self.padded(embeds, padding_side="left")
         inputs["labels"] = left_pad(labels, -100)
         return inputs
+
+    def prompt_ids(self) -> Tensor:
+        """Token ids of a causal LM's prompt before the visual tokens (BOS, when the tokenizer has one)."""
+        ids = self.embed_text(self.config["prompt"])[0]
+        if self.tokenizer.bos_token_id is not None:
+            ids = torch.cat([torch.tensor([self.tokenizer.bos_token_id], device=self.device), ids])
+        return ids
 
     def padded(self, embeds: list[Tensor], padding_side: str) -> dict[str, Tensor]:
         """Pad `[L_i, H]` embeddings into `inputs_embeds [B, L, H]` with `attention_mask [B, L]` (and, for
@@ -334,14 +422,61 @@ class VideoLMM(nn.Module):
         compressed = self.compress(batch)
         if len(queries) != compressed.tokens.shape[0]:
             raise ValueError(f"expected {compressed.tokens.shape[0]} queries (one per video), got {len(queries)}")
-        inputs = self.inputs(self.visual_embeddings(compressed), queries, self.answer_text(batch))
-        return self.llm(**inputs).loss
+        timed = self.timed_visual_embeddings(compressed, batch.get("duration"))
+        inputs = self.inputs([embeds for embeds, _ in timed], queries, self.answer_text(batch))
+        if self.saliency_head is None:
+            return self.llm(**inputs).loss
+        outputs = self.llm(**inputs)
+        saliency = self.saliency_loss(outputs.encoder_last_hidden_state, [t for _, t in timed], batch["window"])
+        return outputs.loss + self.config["saliency_loss"] * saliency
+
+    def saliency_loss(self, hidden: Tensor, times: list[Tensor], windows: list[tuple[float, float]]) -> Tensor:
+        """Binary cross-entropy of per-time saliency on the LM's last hidden states `[B, L, H]`: the mean
+        `saliency_head` logit of the visual positions of each time (times `[L_i]` per video), 1 inside the
+        ground-truth window, 0 outside (Moment-DETR's clip saliency: a dense signal that the answer text alone
+        gives only through attention). Averaging over a frame's tokens lets any one of them carry the evidence."""
+        losses = []
+        for (unique_times, scores), (start, end) in zip(self.time_scores(hidden, times), windows, strict=True):
+            target = ((unique_times >= start) & (unique_times <= end)).to(scores.dtype)
+            losses.append(nn.functional.binary_cross_entropy_with_logits(scores, target))
+        return torch.stack(losses).mean()
+
+    def time_scores(self, hidden: Tensor, times: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """Per video, its distinct visual times `[T_i]` and their saliency logits `[T_i]` (the mean logit of the
+        positions at each time), from the LM encoder's states `[B, L, H]` (visual tokens first in each row)."""
+        scores = []
+        for row, position_times in zip(hidden, times, strict=True):
+            logits = self.saliency_head(row[: len(position_times)]).squeeze(-1)
+            unique_times, groups = torch.unique(position_times, return_inverse=True)
+            sums = logits.new_zeros(len(unique_times)).index_add(0, groups, logits)
+            counts = logits.new_zeros(len(unique_times)).index_add(0, groups, torch.ones_like(logits))
+            scores.append((unique_times, sums / counts))
+        return scores
+
+    @torch.no_grad()
+    def saliency_answers(self, batch: Mapping[str, Any]) -> list[str]:
+        """Answers read from the saliency head instead of generated: the window from the first to the last time
+        scored salient (half the spacing of the times either side; the most salient time when none is), in the
+        configured template, so that they parse like generated ones (Moment-DETR-style saliency readout)."""
+        compressed = self.compress(batch)
+        timed = self.timed_visual_embeddings(compressed, batch.get("duration"))
+        inputs = self.inputs([embeds for embeds, _ in timed], list(batch["query"]), None)
+        hidden = self.language_model.get_encoder()(**inputs).last_hidden_state
+        answers = []
+        scored = self.time_scores(hidden, [t for _, t in timed])
+        for (times, scores), duration in zip(scored, batch["duration"], strict=True):
+            start, end = salient_window(times.double(), scores, float(duration))
+            answers.append(format_window(start, end, self.config["answer_template"]))
+        return answers
 
     @torch.no_grad()
     def generate_text(self, batch: Mapping[str, Any], num_beams: int | None = None) -> list[str]:
-        """Decoded answers of a batch (greedy by default, beam search when `num_beams > 1`)."""
+        """Decoded answers of a batch (greedy by default, beam search when `num_beams > 1`); with
+        `readout: saliency`, the `saliency_answers` instead."""
+        if self.config["readout"] == "saliency":
+            return self.saliency_answers(batch)
         compressed = self.compress(batch)
-        inputs = self.inputs(self.visual_embeddings(compressed), list(batch["query"]), None)
+        inputs = self.inputs(self.visual_embeddings(compressed, batch.get("duration")), list(batch["query"]), None)
         inputs.pop("position_ids", None)
         output = self.language_model.generate(
             **inputs,
@@ -381,20 +516,22 @@ class VideoLMM(nn.Module):
             duration = float(clip_or_path.duration)
         was_training = self.training
         self.eval()
-        text = self.generate_text({**batch, "query": [query]}, num_beams)[0]
+        text = self.generate_text({**batch, "query": [query], "duration": [duration]}, num_beams)[0]
         self.train(was_training)
-        parsed = parse_window(text, duration)
+        parsed = self.parse_answer(text, duration)
         return {"text": text, "window": parsed.window, "valid": parsed.valid}
 
     # -------------------------------------------------------------------------------------------- save / load
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write the config and only the trained weights (compressor, projector, LoRA adapters or the full
-        language model, the encoder when `stores_encoder`), each file atomically."""
+        """Write the config and only the trained weights (compressor, projector, saliency head, LoRA adapters or
+        the full language model, the encoder when `stores_encoder`), each file atomically."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.compressor.save_pretrained(directory / "compressor")
         atomic_save_safetensors(detached(self.projector.state_dict()), directory / PROJECTOR_NAME)
+        if self.saliency_head is not None:
+            atomic_save_safetensors(detached(self.saliency_head.state_dict()), directory / SALIENCY_NAME)
         mode = self.config["llm"]["mode"]
         if mode == "lora":
             from peft import get_peft_model_state_dict
@@ -421,6 +558,8 @@ class VideoLMM(nn.Module):
         model = cls(load_config(config))
         model.compressor.load_state_dict(load_file(str(directory / "compressor" / WEIGHTS_NAME)), strict=True)
         model.projector.load_state_dict(load_file(str(directory / PROJECTOR_NAME)), strict=True)
+        if model.saliency_head is not None:
+            model.saliency_head.load_state_dict(load_file(str(directory / SALIENCY_NAME)), strict=True)
         mode = model.config["llm"]["mode"]
         if mode == "lora":
             from peft import set_peft_model_state_dict
@@ -433,6 +572,15 @@ class VideoLMM(nn.Module):
         if model.stores_encoder:
             model.encoder.load_state_dict(load_file(str(directory / ENCODER_WEIGHTS_NAME)), strict=True)
         return model
+
+
+def salient_window(times: Tensor, scores: Tensor, duration: float) -> tuple[float, float]:
+    """`(start, end)` seconds from sorted times `[T]` and saliency logits `[T]`: first to last time with a positive
+    logit (the best-scored time when none is), widened by half the times' spacing each side, within the video."""
+    inside = torch.nonzero(scores > 0).flatten()
+    first, last = (int(inside[0]), int(inside[-1])) if len(inside) else (int(scores.argmax()),) * 2
+    half = float((times[1:] - times[:-1]).mean()) / 2 if len(times) > 1 else duration / 2
+    return max(float(times[first]) - half, 0.0), min(float(times[last]) + half, duration)
 
 
 def detached(state: Mapping[str, Tensor]) -> dict[str, Tensor]:

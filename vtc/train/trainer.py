@@ -24,7 +24,6 @@ from torch.utils.data import Dataset
 from vtc.compressors.base import atomic_write_text
 from vtc.encoders.scene import DEFAULT_PRETRAIN_STEPS, DEFAULT_WIDTH, cached_scene_encoder
 from vtc.eval.moment import evaluate_moments
-from vtc.lmm.answers import parse_window
 from vtc.lmm.model import VideoLMM, build_model, load_config
 from vtc.lmm.tiny import save_tiny_lm
 from vtc.train.checkpoint import CheckpointStore
@@ -66,7 +65,7 @@ def predict_windows(model: VideoLMM, dataset: Dataset, indices: Sequence[int], b
         batch = collate([dataset[index] for index in indices[first : first + batch_size]])
         texts = model.generate_text(batch)
         for text, qid, duration, windows in zip(texts, batch["qid"], batch["duration"], batch["windows"], strict=True):
-            parsed = parse_window(text, duration)
+            parsed = model.parse_answer(text, duration)
             predicted = [[*parsed.window, 1.0]] if parsed.valid else None
             records.append({"qid": qid, "pred_relevant_windows": predicted, "text": text, "relevant_windows": windows})
     model.train(was_training)
