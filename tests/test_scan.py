@@ -192,3 +192,10 @@ def test_tiles_over_rows_and_channels_give_the_same_scan(monkeypatch, tile_eleme
     assert _relative(y, y_ref) < 1e-6 and _relative(last, last_ref) < 1e-6
     for name, grad in grads.items():
         assert _relative(grad, grads_ref[name]) < 1e-5, name
+
+
+def test_split_chunks_follows_irregular_bounds():
+    """Bounds with regular starts but a longer last chunk ((0, 30), (30, 65)) give exactly those chunks."""
+    chunks = scan_module._split_chunks(torch.arange(65.0).view(1, 65), [(0, 30), (30, 65)])
+    assert [chunk.shape[-1] for chunk in chunks] == [30, 35]
+    assert torch.equal(torch.cat(chunks, dim=-1), torch.arange(65.0).view(1, 65))

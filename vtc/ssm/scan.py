@@ -190,7 +190,8 @@ def _split_chunks(tensor: Tensor, bounds: list[tuple[int, int]]) -> list[Tensor]
     block. Regular bounds (the common case) take one strided copy of the whole tensor.
     """
     size, length = bounds[0][1], tensor.shape[-1]
-    if any(start != index * size for index, (start, _) in enumerate(bounds)):
+    regular = [(start, min(start + size, length)) for start in range(0, length, size)]
+    if bounds != regular:  # e.g. (0, 30), (30, 65): same starts as size 30, but one chunk fewer
         return [tensor[..., start:end].contiguous() for start, end in bounds]
     whole = length // size * size
     chunks = list(tensor[..., :whole].unflatten(-1, (-1, size)).movedim(-2, 0).contiguous().unbind(0))
