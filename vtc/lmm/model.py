@@ -6,6 +6,9 @@ The language model comes from a local Hugging Face folder and is one of
 - a BLIP-2 folder: its own language model (T5 or OPT, handled as above), and its ViT + Q-Former as the encoder
   when the encoder config is `{"type": "blip2"}` without another path.
 The loss is the mean next-token negative log-likelihood of the answer tokens (STAC Sec. 3.4, MambaMia Sec. 3).
+Options for grounding: frame times as text (`timestamp_tokens`, Mr.BLIP) or as LITA's time tokens (`time_tokens`: N
+new tokens marking frames and writing the answer); a saliency head on a seq2seq LM's encoder states with a per-frame
+loss (`saliency_loss`, Moment-DETR) that can also read the window out (`readout: saliency`) instead of the text.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +159,7 @@ def add_time_tokens(tokenizer: Any, model: nn.Module, count: int) -> list[int]:
 
 
 def apply_training_mode(
-    model: nn.Module, mode: str, lora: dict[str, Any], quantized: bool, new_token_ids: list[int] = ()
+    model: nn.Module, mode: str, lora: dict[str, Any], quantized: bool, new_token_ids: Sequence[int] = ()
 ) -> nn.Module:
     """Freeze the language model, wrap it with LoRA adapters (peft), or leave it fully trainable.
 
@@ -192,7 +195,8 @@ def left_pad(sequences: list[Tensor], value: float | int) -> Tensor:
 class VideoLMM(nn.Module):
     """A video LLM around any registered compressor. Build it with `vtc.build_model(config)`.
 
-    Trained: compressor + projector always; the language model per `llm.mode` (frozen / LoRA / full);
+    Trained: compressor + projector (+ saliency head) always; the language model per `llm.mode` (frozen / LoRA /
+    full; with `time_tokens`, LoRA trains the new tokens' embeddings too);
     the vision encoder only with `encoder_trainable` (default False: pretrained towers stay frozen; an encoder
     whose `supports_training` is set, such as the random `tiny` one, may then train end to end).
     """
