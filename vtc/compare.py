@@ -2,9 +2,10 @@
 language model, recipe and seeds; one table per budget (accuracy, tokens to the LLM, parameters, FLOPs/MACs,
 latency, peak memory) written as JSON + Markdown + an accuracy-vs-tokens plot under the run folder.
 
-Every run starts from the same frozen encoder (the tiny CPU encoder of `configs/model/tiny.yaml`, or whatever the
-model config names) and the same tiny language model written once per comparison, so that only the compressor and
-its budget differ. The uncompressed model (`"none"`) is trained once per seed and reported beside every budget.
+Every run starts from the same frozen stage-1 encoder (the `scene` encoder of `configs/model/tiny.yaml`, pre-trained
+once and cached in `run.cache_dir`, or whatever the model config names) and the same tiny language model written
+once per comparison, so that only the compressor and its budget differ. The uncompressed model (`"none"`) is trained
+once per seed and reported beside every budget.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def tokens_per_frame(config: TrainConfig) -> int:
     encoder_config = config.model.lmm.get("encoder")
     if encoder_config is None:
         raise ValueError("vtc compare needs an encoder in the model config to know the token grid")
-    return build_encoder(dict(encoder_config)).tokens_per_frame
+    options = {key: value for key, value in encoder_config.items() if key != "pretrain_steps"}  # a trainer option
+    return build_encoder(options).tokens_per_frame
 
 
 def prepare_predict(checkpoint: str, sample: dict[str, Any]) -> Any:
