@@ -23,10 +23,10 @@ from vtc.train.trainer import predict_windows
 
 DEMO_METHODS = ["none", "stac", "mambamia", "tome", "tokenlearner"]
 DEMO_OVERRIDES = [
-    "optim.max_steps=120",
-    "run.eval_every=60",
-    "data.num_train=240",
-    "data.num_val=16",
+    "optim.max_steps=300",
+    "run.eval_every=150",
+    "data.num_train=600",
+    "data.num_val=32",
 ]
 
 
