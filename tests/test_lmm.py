@@ -102,6 +102,17 @@ def train(model: VideoLMM, batch: dict, steps: int, lr: float) -> list[float]:
     return losses
 
 
+def reloaded(model: VideoLMM, batch: dict, directory: Path) -> VideoLMM:
+    """`model` saved to `directory` and loaded back (both left in eval mode), checked to give the same loss."""
+    model.save_pretrained(directory)
+    loaded = VideoLMM.from_pretrained(directory)
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), model(batch))
+    return loaded
+
+
 SETUPS = ["blip2_t5", "blip2_opt", "clip_llama"]
 
 
@@ -256,12 +267,7 @@ def test_time_embedding_starts_neutral_learns_and_round_trips(folders, tmp_path)
     moved = model.projector(compressed.tokens, compressed.timestamps)
     shifted = model.projector(compressed.tokens, compressed.timestamps + 5.0)
     assert (moved - shifted).abs().amax() > 1e-4  # the same tokens at other times now embed differently
-    model.save_pretrained(tmp_path)
-    loaded = VideoLMM.from_pretrained(tmp_path)
-    model.eval()
-    loaded.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(batch), model(batch))
+    reloaded(model, batch, tmp_path)
     with pytest.raises(ValueError, match="timestamps"):
         model.projector(compressed.tokens)
 
@@ -340,12 +346,7 @@ def test_time_tokens_mark_frames_train_and_round_trip(folders, setup, tmp_path):
     assert any("token_adapter" in name or "trainable_tokens" in name for name in trainable), trainable
     assert model.parse_answer("[[<t1>, <t3>]]", DURATION).window == (1.5, 4.5)
     assert model.parse_answer("[[<t2>, <t2>]]", DURATION).window == (2.25, 3.75)
-    model.save_pretrained(tmp_path)
-    loaded = VideoLMM.from_pretrained(tmp_path)
-    model.eval()
-    loaded.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(batch), model(batch))
+    loaded = reloaded(model, batch, tmp_path)
     assert loaded.predict(clip(0), QUERIES[0]) == model.predict(clip(0), QUERIES[0])
 
 
