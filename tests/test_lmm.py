@@ -369,7 +369,7 @@ def test_saliency_loss_supervises_frames_reads_windows_and_round_trips(folders, 
     losses = train(model, batch, steps=40, lr=1e-2)
     assert losses[-1] < losses[0]
     model.eval()
-    texts = model.generate_text(batch)  # read from the saliency head: parseable windows
+    answers = model.answer_windows(batch)  # read from the saliency head
     with torch.no_grad():
         timed = model.timed_visual_embeddings(model.compress(batch))
         inputs = model.inputs([embeds for embeds, _ in timed], QUERIES, None)
@@ -378,11 +378,12 @@ def test_saliency_loss_supervises_frames_reads_windows_and_round_trips(folders, 
         trained = model.saliency_loss(hidden, [t for _, t in timed], WINDOWS)
     assert trained < at_zero  # the head learnt the frames in the windows
     expected = [salient_window(times.double(), scores, DURATION) for times, scores in scored]
-    assert [model.parse_answer(text, DURATION).window for text in texts] == [pytest.approx(w) for w in expected]
+    assert [parsed.window for _, parsed in answers] == expected
+    assert [model.parse_answer(text, DURATION).window for text, _ in answers] == [pytest.approx(w) for w in expected]
     model.save_pretrained(tmp_path)
     assert (tmp_path / "saliency_head.safetensors").is_file()
     loaded = VideoLMM.from_pretrained(tmp_path)
-    assert loaded.generate_text(batch) == texts
+    assert loaded.answer_windows(batch) == answers
 
 
 def test_salient_window_spans_first_to_last_salient_time():

@@ -61,10 +61,15 @@ def format_seconds(value: float, decimals: int = 2) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def format_window(start: float, end: float, template: str = DEFAULT_TEMPLATE, decimals: int = 2) -> str:
-    """The answer text of `[start, end]` seconds, e.g. "It starts at 3.5 and ends at 7 seconds."."""
+def check_window(start: float, end: float) -> None:
+    """Raise unless `0 <= start < end` (both finite)."""
     if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
         raise ValueError(f"need a window with 0 <= start < end, got start={start}, end={end}")
+
+
+def format_window(start: float, end: float, template: str = DEFAULT_TEMPLATE, decimals: int = 2) -> str:
+    """The answer text of `[start, end]` seconds, e.g. "It starts at 3.5 and ends at 7 seconds."."""
+    check_window(start, end)
     return resolve_template(template).format(start=format_seconds(start, decimals), end=format_seconds(end, decimals))
 
 
@@ -123,8 +128,7 @@ def format_time_token_window(
     start: float, end: float, duration: float, num_time_tokens: int, template: str = DEFAULT_TEMPLATE
 ) -> str:
     """The answer text of `[start, end]` with times as time tokens, e.g. "[[<t3>, <t9>]]"."""
-    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
-        raise ValueError(f"need a window with 0 <= start < end, got start={start}, end={end}")
+    check_window(start, end)
     first, last = (time_token(time_token_index(t, duration, num_time_tokens)) for t in (start, end))
     return resolve_template(template).format(start=first, end=last)
 

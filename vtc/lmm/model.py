@@ -333,7 +333,7 @@ class VideoLMM(nn.Module):
         dtype = self.language_model.get_input_embeddings().weight.dtype
         projected = self.projector(compressed.tokens, compressed.timestamps).to(dtype)
         marked = self.config["timestamp_tokens"] or self.num_time_tokens
-        if marked and self.num_time_tokens and durations is None:
+        if self.num_time_tokens and durations is None:
             raise ValueError("time_tokens need each video's duration (batch['duration'])")
         videos = []
         durations = [0.0] * len(projected) if durations is None else durations
@@ -385,7 +385,11 @@ class VideoLMM(nn.Module):
                 ids = [self.embed_text(answer, eos=True)[0] for answer in answers]
                 inputs["labels"] = pad_sequence(ids, batch_first=True, padding_value=-100)
             return inputs
-        prompt = self.language_model.get_input_embeddings()(self.prompt_ids())
+        prefix_ids, prompt = self.embed_text(self.config["prompt"])
+        if self.tokenizer.bos_token_id is not None:
+            bos = torch.tensor([self.tokenizer.bos_token_id], device=self.device)
+            prefix_ids = torch.cat([bos, prefix_ids])
+            prompt = self.language_model.get_input_embeddings()(prefix_ids)
         embeds = [torch.cat([prompt, video, text]) for video, text in zip(visual, question, strict=True)]
         if answers is None:
             return self.padded(embeds, padding_side="left")
@@ -397,13 +401,6 @@ class VideoLMM(nn.Module):
         inputs = self.padded(embeds, padding_side="left")
         inputs["labels"] = left_pad(labels, -100)
         return inputs
-
-    def prompt_ids(self) -> Tensor:
-        """Token ids of a causal LM's prompt before the visual tokens (BOS, when the tokenizer has one)."""
-        ids = self.embed_text(self.config["prompt"])[0]
-        if self.tokenizer.bos_token_id is not None:
-            ids = torch.cat([torch.tensor([self.tokenizer.bos_token_id], device=self.device), ids])
-        return ids
 
     def padded(self, embeds: list[Tensor], padding_side: str) -> dict[str, Tensor]:
         """Pad `[L_i, H]` embeddings into `inputs_embeds [B, L, H]` with `attention_mask [B, L]` (and, for
@@ -458,27 +455,34 @@ class VideoLMM(nn.Module):
         return scores
 
     @torch.no_grad()
-    def saliency_answers(self, batch: Mapping[str, Any]) -> list[str]:
-        """Answers read from the saliency head instead of generated: the window from the first to the last time
-        scored salient (half the spacing of the times either side; the most salient time when none is), in the
-        configured template, so that they parse like generated ones (Moment-DETR-style saliency readout)."""
+    def saliency_windows(self, batch: Mapping[str, Any]) -> list[tuple[float, float]]:
+        """Windows read from the saliency head (Moment-DETR-style readout): per video, `salient_window` of the
+        per-time scores of the LM encoder's states (`batch` as for `generate_text`, with `duration`)."""
         compressed = self.compress(batch)
         timed = self.timed_visual_embeddings(compressed, batch.get("duration"))
         inputs = self.inputs([embeds for embeds, _ in timed], list(batch["query"]), None)
         hidden = self.language_model.get_encoder()(**inputs).last_hidden_state
-        answers = []
         scored = self.time_scores(hidden, [t for _, t in timed])
-        for (times, scores), duration in zip(scored, batch["duration"], strict=True):
-            start, end = salient_window(times.double(), scores, float(duration))
-            answers.append(format_window(start, end, self.config["answer_template"]))
-        return answers
+        return [
+            salient_window(times.double(), scores, float(duration))
+            for (times, scores), duration in zip(scored, batch["duration"], strict=True)
+        ]
+
+    def answer_windows(self, batch: Mapping[str, Any], num_beams: int | None = None) -> list[tuple[str, ParsedWindow]]:
+        """Per video, the answer text and its window, by the configured `readout`: generated and parsed (`text`),
+        or read from the saliency head (`saliency`; the text is then that window in the answer template)."""
+        if self.config["readout"] == "text":
+            texts = self.generate_text(batch, num_beams)
+            return [(text, self.parse_answer(text, d)) for text, d in zip(texts, batch["duration"], strict=True)]
+        template = self.config["answer_template"]
+        return [
+            (format_window(start, end, template), ParsedWindow((start, end), True))
+            for start, end in self.saliency_windows(batch)
+        ]
 
     @torch.no_grad()
     def generate_text(self, batch: Mapping[str, Any], num_beams: int | None = None) -> list[str]:
-        """Decoded answers of a batch (greedy by default, beam search when `num_beams > 1`); with
-        `readout: saliency`, the `saliency_answers` instead."""
-        if self.config["readout"] == "saliency":
-            return self.saliency_answers(batch)
+        """Decoded answers of a batch (greedy by default, beam search when `num_beams > 1`)."""
         compressed = self.compress(batch)
         inputs = self.inputs(self.visual_embeddings(compressed, batch.get("duration")), list(batch["query"]), None)
         inputs.pop("position_ids", None)
@@ -520,9 +524,8 @@ class VideoLMM(nn.Module):
             duration = float(clip_or_path.duration)
         was_training = self.training
         self.eval()
-        text = self.generate_text({**batch, "query": [query], "duration": [duration]}, num_beams)[0]
+        text, parsed = self.answer_windows({**batch, "query": [query], "duration": [duration]}, num_beams)[0]
         self.train(was_training)
-        parsed = self.parse_answer(text, duration)
         return {"text": text, "window": parsed.window, "valid": parsed.valid}
 
     # -------------------------------------------------------------------------------------------- save / load

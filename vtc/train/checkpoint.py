@@ -43,7 +43,7 @@ def load_model_weights(model: VideoLMM, directory: Path) -> None:
 
 
 def load_model(directory: str | os.PathLike, **overrides: Any) -> VideoLMM:
-    """A model saved by `save_pretrained` (a checkpoint's `model/` folder), ready for `generate_text`."""
+    """A model saved by `save_pretrained` (a checkpoint's `model/` folder), ready for `answer_windows`."""
     return VideoLMM.from_pretrained(Path(directory), **overrides).eval()
 
 

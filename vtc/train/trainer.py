@@ -63,9 +63,8 @@ def predict_windows(model: VideoLMM, dataset: Dataset, indices: Sequence[int], b
     records = []
     for first in range(0, len(indices), batch_size):
         batch = collate([dataset[index] for index in indices[first : first + batch_size]])
-        texts = model.generate_text(batch)
-        for text, qid, duration, windows in zip(texts, batch["qid"], batch["duration"], batch["windows"], strict=True):
-            parsed = model.parse_answer(text, duration)
+        answers = model.answer_windows(batch)
+        for (text, parsed), qid, windows in zip(answers, batch["qid"], batch["windows"], strict=True):
             predicted = [[*parsed.window, 1.0]] if parsed.valid else None
             records.append({"qid": qid, "pred_relevant_windows": predicted, "text": text, "relevant_windows": windows})
     model.train(was_training)
