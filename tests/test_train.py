@@ -198,16 +198,22 @@ def test_scene_encoder_is_pretrained_once_cached_and_its_features_kept(tmp_path:
     scene = {"type": "scene", "width": 8, "pretrain_steps": 3}
     config = write_config(tmp_path, model={**TINY["model"], "lmm": {**TINY["model"]["lmm"], "encoder": scene}})
     overrides = [f"run.cache_dir={tmp_path / 'cache'}", "data.cache_in_memory=true", "optim.max_steps=4"]
-    first = Trainer(load_train_config([config], [*overrides, f"run.output_dir={tmp_path / 'a'}"]))
+    shared: dict = {}
+    first = Trainer(load_train_config([config], [*overrides, f"run.output_dir={tmp_path / 'a'}"]), None, shared)
     first.fit()
     (weights,) = (tmp_path / "cache").glob("scene-encoder-*.safetensors")
     report = json.loads(weights.with_suffix(".json").read_text())
     assert report["settings"]["steps"] == 3 and 0.0 <= report["object_accuracy"] <= 1.0
     assert type(first.train_data).__name__ == "EncodedSamples" and len(first.train_data.cache) == 8
     stamp = weights.stat().st_mtime_ns
-    second = Trainer(load_train_config([config], [*overrides, f"run.output_dir={tmp_path / 'b'}"]))
+    second = Trainer(load_train_config([config], [*overrides, f"run.output_dir={tmp_path / 'b'}"]), None, shared)
     second.fit()
     assert weights.stat().st_mtime_ns == stamp and len(list((tmp_path / "cache").iterdir())) == 2  # reused
+    assert second.train_data.cache is first.train_data.cache and len(shared) == 2  # encoded once, train and val
+    changed = [*overrides, "data.num_frames=3", "optim.max_steps=1", f"run.output_dir={tmp_path / 'c'}"]
+    other = Trainer(load_train_config([config], changed), None, shared)
+    other.fit()
+    assert len(shared) == 4 and next(iter(other.train_data.cache.values()))["features"].shape[0] == 3
     torch.testing.assert_close(second.model.encoder.state_dict(), first.model.encoder.state_dict())
     weights.unlink()  # the checkpoint keeps its own copy of the encoder
     loaded = VideoLMM.from_pretrained(tmp_path / "b" / "checkpoints" / "step-00000004" / "model")

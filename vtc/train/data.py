@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -154,11 +155,12 @@ class BatchOrder:
 
 class EncodedSamples(Dataset):
     """A dataset's samples with `frames` replaced by the frozen `encoder`'s `features [T, N, D]`, each video
-    encoded once and kept in memory (T * N * D floats each): the frozen, cached stage-1 encoder of the papers."""
+    encoded once and kept in memory (T * N * D floats each): the frozen, cached stage-1 encoder of the papers.
+    Runs that share the same data and the same frozen encoder weights may share `cache` (see `features_key`)."""
 
-    def __init__(self, samples: Dataset, encoder: torch.nn.Module) -> None:
+    def __init__(self, samples: Dataset, encoder: torch.nn.Module, cache: dict[int, dict[str, Any]] | None = None):
         self.samples, self.encoder = samples, encoder
-        self.cache: dict[int, dict[str, Any]] = {}
+        self.cache: dict[int, dict[str, Any]] = {} if cache is None else cache
 
     def __len__(self) -> int:
         return len(self.samples)  # type: ignore[arg-type]
@@ -170,6 +172,15 @@ class EncodedSamples(Dataset):
                 sample["features"] = self.encoder.encode(sample.pop("frames")).cpu()
             self.cache[index] = sample
         return self.cache[index]
+
+
+def features_key(split: str, encoder_config: dict[str, Any], data: DataConfig) -> str | None:
+    """What determines a split's encoded features: the split, the encoder config and the data config. Only an
+    encoder whose config names its weights file (`path`) gets a key (a random or LM-bundled one may differ between
+    runs); runs with equal keys may share one `EncodedSamples` cache."""
+    if "path" not in encoder_config:
+        return None
+    return json.dumps({"split": split, "encoder": encoder_config, "data": asdict(data)}, sort_keys=True, default=str)
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -27,8 +27,15 @@ from vtc.eval.moment import evaluate_moments
 from vtc.lmm.model import VideoLMM, build_model, load_config
 from vtc.lmm.tiny import save_tiny_lm
 from vtc.train.checkpoint import CheckpointStore
-from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, save_train_config
-from vtc.train.data import SYNTHETIC_WORDS, BatchOrder, EncodedSamples, build_datasets, collate
+from vtc.train.config import RESOLVED_CONFIG_NAME, DataConfig, TrainConfig, save_train_config
+from vtc.train.data import (
+    SYNTHETIC_WORDS,
+    BatchOrder,
+    EncodedSamples,
+    build_datasets,
+    collate,
+    features_key,
+)
 
 METRICS_NAME = "metrics.jsonl"
 RESULTS_NAME = "results.json"
@@ -80,9 +87,17 @@ def score(records: Sequence[dict]) -> dict[str, float | int]:
 
 class Trainer:
     """Train a `VideoLMM` from a `TrainConfig`; `fit()` returns the run summary (also written to
-    `results.json`). Run it directly (one process) or under `accelerate launch` / `torchrun` (several)."""
+    `results.json`). Run it directly (one process) or under `accelerate launch` / `torchrun` (several).
 
-    def __init__(self, config: TrainConfig, accelerator: Any = None) -> None:
+    `shared_features` (a dict the caller keeps) lets runs in one process share the frozen encoder's features of
+    the same data (`vtc compare` encodes each video once for all its runs)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        accelerator: Any = None,
+        shared_features: dict[str, dict[int, dict[str, Any]]] | None = None,
+    ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
@@ -94,6 +109,7 @@ class Trainer:
         )
         self.output_dir = Path(config.run.output_dir)
         self.store = CheckpointStore(self.output_dir / "checkpoints", self.accelerator)
+        self.shared_features = {} if shared_features is None else shared_features
 
     # ------------------------------------------------------------------------------------------------ setup
 
@@ -127,6 +143,11 @@ class Trainer:
         path, _ = cached_scene_encoder(*arguments)
         return {**options, "path": str(path.resolve())}
 
+    def features_cache(self, split: str, encoder_config: dict[str, Any], data: DataConfig) -> dict[int, dict[str, Any]]:
+        """The feature cache of a split: shared through `shared_features` when the encoder weights are pinned."""
+        key = features_key(split, encoder_config, data)
+        return {} if key is None else self.shared_features.setdefault(key, {})
+
     def setup(self) -> None:
         from accelerate.utils import set_seed
 
@@ -139,10 +160,11 @@ class Trainer:
         self.model = build_model(model_config)
         frozen_encoder = self.model.encoder is not None and not self.model.config["encoder_trainable"]
         if config.data.cache_in_memory and frozen_encoder:
-            train, val = build_datasets(dataclasses.replace(config.data, cache_in_memory=False))
+            data = dataclasses.replace(config.data, cache_in_memory=False)
+            caches = [self.features_cache(split, model_config["encoder"], data) for split in ("train", "val")]
             self.train_data, self.val_data = (
-                EncodedSamples(train, self.model.encoder),
-                EncodedSamples(val, self.model.encoder),
+                EncodedSamples(samples, self.model.encoder, cache)
+                for samples, cache in zip(build_datasets(data), caches, strict=True)
             )
         else:
             self.train_data, self.val_data = build_datasets(config.data)
