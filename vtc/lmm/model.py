@@ -209,6 +209,7 @@ class VideoLMM(nn.Module):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self._text_ids: dict[str, list[int]] = {}
         language_model, blip2 = load_language_model(path, llm_config["load_in_4bit"])
         self.num_time_tokens = int(config["time_tokens"])
         new_token_ids = add_time_tokens(self.tokenizer, language_model, self.num_time_tokens)
@@ -306,7 +307,9 @@ class VideoLMM(nn.Module):
 
     def embed_text(self, text: str, eos: bool = False) -> tuple[Tensor, Tensor]:
         """Token ids `[L]` and embeddings `[L, H]` of `text` (no special tokens; optional trailing EOS)."""
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        if text not in self._text_ids:  # the same markers and prompts recur in every batch
+            self._text_ids[text] = self.tokenizer(text, add_special_tokens=False).input_ids
+        ids = self._text_ids[text]
         if eos:
             ids = [*ids, self.tokenizer.eos_token_id]
         ids = torch.tensor(ids, dtype=torch.long, device=self.device)
@@ -455,17 +458,21 @@ class VideoLMM(nn.Module):
         return scores
 
     @torch.no_grad()
-    def saliency_windows(self, batch: Mapping[str, Any]) -> list[tuple[float, float]]:
-        """Windows read from the saliency head (Moment-DETR-style readout): per video, `salient_window` of the
-        per-time scores of the LM encoder's states (`batch` as for `generate_text`, with `duration`)."""
+    def saliency_scores(self, batch: Mapping[str, Any]) -> list[tuple[Tensor, Tensor]]:
+        """Per video, its distinct visual times `[T_i]` and their saliency logits `[T_i]` (`time_scores` of the LM
+        encoder's states; `batch` as for `generate_text`, with `duration`)."""
         compressed = self.compress(batch)
         timed = self.timed_visual_embeddings(compressed, batch.get("duration"))
         inputs = self.inputs([embeds for embeds, _ in timed], list(batch["query"]), None)
         hidden = self.language_model.get_encoder()(**inputs).last_hidden_state
-        scored = self.time_scores(hidden, [t for _, t in timed])
+        return self.time_scores(hidden, [t for _, t in timed])
+
+    def saliency_windows(self, batch: Mapping[str, Any]) -> list[tuple[float, float]]:
+        """Windows read from the saliency head (Moment-DETR-style readout): per video, `salient_window` of its
+        `saliency_scores`."""
         return [
             salient_window(times.double(), scores, float(duration))
-            for (times, scores), duration in zip(scored, batch["duration"], strict=True)
+            for (times, scores), duration in zip(self.saliency_scores(batch), batch["duration"], strict=True)
         ]
 
     def answer_windows(self, batch: Mapping[str, Any], num_beams: int | None = None) -> list[tuple[str, ParsedWindow]]:
