@@ -11,6 +11,7 @@ once per seed and reported beside every budget.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -29,27 +30,49 @@ from vtc.compressors import list_compressors
 from vtc.compressors.base import atomic_write_text
 from vtc.data.synthetic import SyntheticMoments
 from vtc.train.checkpoint import load_model
-from vtc.train.config import TrainConfig, load_train_config
+from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_train_config
 from vtc.train.data import SyntheticSamples, collate
 from vtc.train.trainer import Trainer, predict_windows, score
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIGS = (CONFIG_DIR / "model" / "tiny.yaml", CONFIG_DIR / "data" / "synthetic.yaml")
+FINISHED_NAME = "compare_run.json"  # a finished run's summary and wall time, written after training
 METRIC_KEYS = ("mIoU", "R1@0.3", "R1@0.5", "R1@0.7")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Sized to finish within 30 minutes on a 2-core CPU, fresh machine included (scene-encoder pre-training and
+    # encoding): the papers' SSM compressors against the baselines they claim to beat, at one budget, two seeds.
+    "quick": {
+        "methods": ["none", "stac", "mambamia", "tome", "tokenlearner"],
+        "budgets": [1 / 4],
+        "seeds": [0, 1],
+        "overrides": ["optim.max_steps=600", "run.eval_every=100", "data.num_train=1500"],
+    },
+    # Every registered method at 1/2, 1/8 and 1/32 of the tokens with the benchmark's full recipe (hours here).
+    "full": {"methods": list_compressors(), "budgets": [1 / 2, 1 / 8, 1 / 32], "seeds": [0, 1], "overrides": []},
+}
 
 
 @dataclass
 class CompareSettings:
-    """What to compare and how long to train each run."""
+    """What to compare and how long to train each run (defaults: the `"quick"` preset)."""
 
-    methods: list[str] = field(default_factory=list_compressors)
-    budgets: list[float] = field(default_factory=lambda: [1 / 2, 1 / 8, 1 / 32])
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    methods: list[str] = field(default_factory=lambda: list(PRESETS["quick"]["methods"]))
+    budgets: list[float] = field(default_factory=lambda: list(PRESETS["quick"]["budgets"]))
+    seeds: list[int] = field(default_factory=lambda: list(PRESETS["quick"]["seeds"]))
     config_files: list[str] = field(default_factory=lambda: [str(path) for path in DEFAULT_CONFIGS])
-    overrides: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=lambda: list(PRESETS["quick"]["overrides"]))
     num_test: int = 100
     output_dir: str = "runs/compare"
     progress: bool = True
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> CompareSettings:
+        """The settings of preset `name` with `changes` (overrides are appended to the preset's)."""
+        values = {key: list(value) for key, value in PRESETS[name].items()}
+        values["overrides"] += changes.pop("overrides", [])
+        return cls(**{**values, **changes})
 
 
 def base_config(settings: CompareSettings, run_dir: Path, seed: int, compressor: dict[str, Any]) -> TrainConfig:
@@ -57,7 +80,7 @@ def base_config(settings: CompareSettings, run_dir: Path, seed: int, compressor:
     run_overrides = [
         f"run.output_dir={run_dir}",
         f"run.seed={seed}",
-        "run.progress=false",
+        f"run.progress={str(settings.progress).lower()}",  # a progress bar per run
         "data.cache_in_memory=true",
     ]
     config = load_train_config(settings.config_files, [*settings.overrides, *run_overrides])
@@ -117,11 +140,32 @@ def run_cost(model: Any, sample: dict[str, Any], checkpoint: Path, repeats: int 
     }
 
 
-def train_and_evaluate(config: TrainConfig, test: SyntheticSamples, tokens: tuple[int, int]) -> dict[str, Any]:
-    """Train one run, score its best checkpoint on the test split, and measure its cost."""
-    started = time.perf_counter()
-    summary = Trainer(config).fit()
-    train_seconds = time.perf_counter() - started
+def finished_run(config: TrainConfig) -> dict[str, Any] | None:
+    """The record of a run already trained in `config.run.output_dir` with this exact config (so that a comparison
+    that was stopped, or one that adds budgets or methods, does not train it again); else None."""
+    output = Path(config.run.output_dir)
+    record, saved = output / FINISHED_NAME, output / RESOLVED_CONFIG_NAME
+    if not (record.exists() and saved.exists()):
+        return None
+    previous = load_train_config([saved])
+    if dataclasses.replace(previous, run=dataclasses.replace(previous.run, progress=config.run.progress)) != config:
+        return None  # trained with other settings (whether it showed a progress bar does not matter)
+    finished = json.loads(record.read_text())
+    return finished if Path(finished["best_checkpoint"]).exists() else None
+
+
+def train_and_evaluate(
+    config: TrainConfig, test: SyntheticSamples, tokens: tuple[int, int], shared_features: dict[str, Any]
+) -> dict[str, Any]:
+    """Train one run (frozen-encoder features shared with the other runs), score its best checkpoint on the test
+    split, and measure its cost."""
+    summary = finished_run(config)
+    reused = summary is not None
+    if summary is None:
+        started = time.perf_counter()
+        summary = Trainer(config, shared_features=shared_features).fit()
+        summary["train_seconds"] = round(time.perf_counter() - started, 1)
+        atomic_write_text(Path(config.run.output_dir) / FINISHED_NAME, json.dumps(summary, indent=2) + "\n")
     checkpoint = Path(summary["best_checkpoint"]) / "model"
     model = load_model(checkpoint)
     metrics = score(predict_windows(model, test, range(len(test)), config.run.eval_batch_size))
@@ -130,7 +174,8 @@ def train_and_evaluate(config: TrainConfig, test: SyntheticSamples, tokens: tupl
         "metrics": metrics,
         "llm_tokens": compressor.num_output_tokens(*tokens),
         "compressor_parameters": count_parameters(compressor),
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": summary["train_seconds"],
+        "reused": reused,
         "steps": summary["step"],
         "checkpoint": str(checkpoint),
         **run_cost(model, test.sample(0), checkpoint),
@@ -197,18 +242,19 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
             compressor_config.pop("dim", None)
             plan.append((budget_name(fraction), method, {"name": method, **compressor_config}))
     runs: list[dict[str, Any]] = []
+    shared_features: dict[str, Any] = {}  # every video encoded once by the frozen encoder, for all runs
     for index, (budget, method, compressor) in enumerate(plan, start=1):
         for seed in settings.seeds:
             run_dir = output / "runs" / budget.replace("/", "_") / method / f"seed{seed}"
             if settings.progress:
                 print(f"[{index}/{len(plan)}] {method:<13} budget {budget:<12} seed {seed}", flush=True)
             config = base_config(settings, run_dir, seed, compressor)
-            result = train_and_evaluate(config, test, (num_frames, per_frame))
+            result = train_and_evaluate(config, test, (num_frames, per_frame), shared_features)
             runs.append({"budget": budget, "method": method, "seed": seed, "compressor": compressor, **result})
             if settings.progress:
                 print(
                     f"    mIoU {result['metrics']['mIoU']:.2f}  tokens {result['llm_tokens']}  "
-                    f"trained {result['train_seconds']} s",
+                    f"trained {result['train_seconds']} s" + (" (reused: trained before)" if result["reused"] else ""),
                     flush=True,
                 )
     tables: dict[str, dict[str, Any]] = {}
@@ -314,33 +360,44 @@ def write_outputs(result: dict[str, Any], output: Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = CompareSettings()
-    parser.add_argument("--methods", nargs="+", default=defaults.methods, choices=list_compressors())
     parser.add_argument(
-        "--budgets", nargs="+", type=float, default=defaults.budgets, help="fractions of the uncompressed token count"
+        "--preset",
+        choices=sorted(PRESETS),
+        default="quick",
+        help="quick: 5 methods at 1/4, 2 seeds, 600 steps (<= 30 min on 2 CPU cores); full: every method at 1/2, "
+        "1/8, 1/32 with the full recipe (hours). --methods / --budgets / --seeds replace the preset's",
     )
-    parser.add_argument("--seeds", nargs="+", type=int, default=defaults.seeds)
-    parser.add_argument("--config", nargs="+", default=defaults.config_files, help="training config YAML files")
+    parser.add_argument("--methods", nargs="+", choices=list_compressors())
+    parser.add_argument("--budgets", nargs="+", type=float, help="fractions of the uncompressed token count")
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument(
+        "--config", nargs="+", default=CompareSettings().config_files, help="training config YAML files"
+    )
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="training config override, e.g. optim.max_steps=300 (repeatable)",
+        help="training config override after the preset's, e.g. optim.max_steps=300 (repeatable)",
     )
-    parser.add_argument("--num-test", type=int, default=defaults.num_test, help="held-out test videos")
-    parser.add_argument("--out", default=defaults.output_dir, help="run folder")
+    parser.add_argument("--num-test", type=int, default=CompareSettings().num_test, help="held-out test videos")
+    parser.add_argument("--out", default=CompareSettings().output_dir, help="run folder")
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = CompareSettings(
-        methods=args.methods, budgets=args.budgets, seeds=args.seeds, config_files=args.config,
-        overrides=args.set, num_test=args.num_test, output_dir=args.out,
-    )  # fmt: skip
+    chosen = {"methods": args.methods, "budgets": args.budgets, "seeds": args.seeds}
+    settings = CompareSettings.preset(
+        args.preset,
+        **{key: value for key, value in chosen.items() if value is not None},
+        config_files=args.config,
+        overrides=args.set,
+        num_test=args.num_test,
+        output_dir=args.out,
+    )
     result = compare(settings)
     print(markdown(result))
     print(f"results: {Path(args.out) / 'compare.json'}\nplot:    {Path(args.out) / 'accuracy_vs_tokens.png'}")
     return 0
 
 
-__all__ = ["CompareSettings", "compare"]
+__all__ = ["PRESETS", "CompareSettings", "compare"]
