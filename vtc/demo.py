@@ -18,8 +18,7 @@ from vtc.bench import save_figure
 from vtc.compare import CompareSettings, base_config, compare, markdown
 from vtc.data.synthetic import SyntheticMoments
 from vtc.train.checkpoint import load_model
-from vtc.train.data import SyntheticSamples
-from vtc.train.trainer import predict_windows
+from vtc.train.data import SyntheticSamples, collate
 
 DEMO_METHODS = ["none", "stac", "mambamia", "tome", "tokenlearner"]
 DEMO_OVERRIDES = [
@@ -31,7 +30,7 @@ DEMO_OVERRIDES = [
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", type=float, default=1 / 8, help="fraction of the uncompressed token count")
+    parser.add_argument("--budget", type=float, default=1 / 4, help="fraction of the uncompressed token count")
     parser.add_argument("--methods", nargs="+", default=DEMO_METHODS)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
     parser.add_argument("--num-test", type=int, default=40)
@@ -39,41 +38,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def timeline(result: dict[str, Any], test: SyntheticSamples, path: Path) -> None:
-    """Plot one test video: ground truth, each method's predicted window, and STAC's slot saliency."""
+    """Plot one test video: the ground truth and each method's predicted window; each method's per-frame saliency
+    (the LM's saliency head, which the window is read from); and what the compressors kept: STAC's slot saliency
+    (the Top-K slots kept for every frame) and TAA's per-frame delta-time (frames emitted where its sum crosses the
+    threshold), for those of them that ran."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sample = test[0]
+    batch = collate([sample])
     duration = float(sample["duration"])
     runs = {run["method"]: run for run in result["runs"] if run["seed"] == result["settings"]["seeds"][0]}
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), gridspec_kw={"height_ratios": [3, 2]})
-    top.axvspan(*sample["window"], color="tab:green", alpha=0.25, label="ground truth")
+    models = {method: load_model(Path(run["checkpoint"])).eval() for method, run in runs.items()}
+    diagnostics = [method for method in ("stac", "taa") if method in models]
+    figure, axes = plt.subplots(2 + len(diagnostics), 1, figsize=(9, 3 + 2.2 * (1 + len(diagnostics))))
+    windows_axis, saliency_axis = axes[0], axes[1]
+    for axis in (windows_axis, saliency_axis):
+        axis.axvspan(*sample["window"], color="tab:green", alpha=0.2, label="ground truth")
+        axis.set_xlim(0, duration)
     labels = []
-    for row, (method, run) in enumerate(runs.items()):
-        record = predict_windows(load_model(Path(run["checkpoint"])), [sample], [0], batch_size=1)[0]
-        window = record["pred_relevant_windows"]
-        if window:
-            top.plot(window[0][:2], [row, row], linewidth=8, solid_capstyle="butt")
-        labels.append(method if window else f"{method} (no parseable answer)")
-    top.set_xlim(0, duration)
-    top.set_ylim(-0.7, len(runs) - 0.3)
-    top.set_yticks(range(len(runs)), labels=labels, fontsize=8)
-    top.set_xlabel("seconds")
-    top.set_title(f'Test video 0: "{sample["query"]}"')
-    top.legend(loc="upper left", fontsize=8)
-    if "stac" in runs:
-        model = load_model(Path(runs["stac"]["checkpoint"])).eval()
+    for row, (method, model) in enumerate(models.items()):
+        color = f"C{row}"
         with torch.no_grad():
-            tokens = model.encoder.encode(sample["frames"]).unsqueeze(0)
-            out = model.compressor(tokens, sample["timestamps"].float().unsqueeze(0))
-        scores = out.aux["slot_scores"]
-        kept = set(out.aux["kept_slots"][0].tolist())
-        colors = ["tab:red" if slot in kept else "tab:gray" for slot in range(scores.shape[1])]
-        bottom.bar(range(scores.shape[1]), scores[0].tolist(), color=colors)
-        bottom.set_xlabel("query slot (red: kept for every frame)")
-        bottom.set_ylabel("STAC saliency")
+            ((_, parsed),) = model.answer_windows(batch)
+            if parsed.valid:
+                windows_axis.plot(parsed.window, [row, row], linewidth=8, solid_capstyle="butt", color=color)
+            labels.append(method if parsed.valid else f"{method} (no parseable answer)")
+            if model.saliency_head is not None:
+                ((times, scores),) = model.saliency_scores(batch)
+                saliency_axis.plot(times, torch.sigmoid(scores), marker=".", color=color, label=method)
+    windows_axis.set_ylim(-0.7, len(models) - 0.3)
+    windows_axis.set_yticks(range(len(models)), labels=labels, fontsize=8)
+    windows_axis.set_title(f'Test video 0: "{sample["query"]}" (bars: predicted windows)')
+    windows_axis.legend(loc="upper left", fontsize=8)
+    saliency_axis.axhline(0.5, linestyle=":", color="gray")
+    saliency_axis.set_ylabel("P(frame in window)")
+    saliency_axis.legend(fontsize=7, ncol=3)
+    for axis, method in zip(axes[2:], diagnostics, strict=True):
+        with torch.no_grad():
+            aux = models[method].compress(batch).aux
+        if method == "stac":
+            scores, kept = aux["slot_scores"][0], set(aux["kept_slots"][0].tolist())
+            colors = ["tab:red" if slot in kept else "tab:gray" for slot in range(len(scores))]
+            axis.bar(range(len(scores)), scores.tolist(), color=colors)
+            axis.set_xlabel("query slot (red: kept for every frame)")
+            axis.set_ylabel("STAC saliency")
+        else:
+            times, delta, kept = sample["timestamps"], aux["delta_time"][0], aux["kept_frames"][0]
+            axis.plot(times, delta, marker=".", color="tab:purple")
+            axis.scatter(times[kept], delta[kept], color="tab:red", zorder=3, label="frames kept")
+            axis.set_xlim(0, duration)
+            axis.set_xlabel("seconds")
+            axis.set_ylabel("TAA delta-time")
+            axis.legend(fontsize=8)
+    saliency_axis.set_xlabel("seconds")
     figure.tight_layout()
     save_figure(figure, path)
     plt.close(figure)
