@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # whereas an unpinned torch would pull several GB of CUDA packages.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint setup setup-dev clean
+.PHONY: demo test lint results setup setup-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,20 @@ demo: setup
 test: setup-dev
 	$(BIN)/ruff check vtc tests benchmarks
 	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+# Every measured figure of the README, on this machine (hours: the full scan reference loop and the comparison).
+RESULTS := docs/results
+COMPARE_RUN := runs/compare_results
+results: setup-dev
+	$(BIN)/vtc bench scan --json > $(RESULTS)/bench_scan.json
+	$(BIN)/vtc bench prefill --threads 2 --repeats 1 --budget 1600 --json > $(RESULTS)/bench_prefill.json
+	$(BIN)/vtc bench scaling --threads 2 --out $(RESULTS)/bench_scaling.png --json > $(RESULTS)/bench_scaling.json
+	$(BIN)/vtc bench streaming --threads 2 --json > $(RESULTS)/bench_streaming.json
+	$(BIN)/vtc compare --budgets 0.25 0.125 0.03125 --out $(COMPARE_RUN)
+	mkdir -p $(RESULTS)/compare && cp $(COMPARE_RUN)/compare.json $(COMPARE_RUN)/compare.md $(COMPARE_RUN)/accuracy_vs_tokens.png $(RESULTS)/compare/
+	$(BIN)/python benchmarks/stac_target_slot.py $(COMPARE_RUN) > $(RESULTS)/compare/stac_target_slot.jsonl
+	$(BIN)/vtc demo --out runs/demo
+	mkdir -p $(RESULTS)/demo && cp runs/demo/compare.json runs/demo/compare.md runs/demo/accuracy_vs_tokens.png runs/demo/timeline.png $(RESULTS)/demo/
 
 lint: setup-dev
 	$(BIN)/ruff check vtc tests benchmarks
