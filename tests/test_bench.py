@@ -139,3 +139,10 @@ def test_measure_reports_an_allocation_past_the_memory_limit():
     assert "can't allocate memory" in limited["error"] and math.isnan(limited["seconds"])
     free = measure("vtc.bench.cost:prepare_compressor", threads=1, repeats=2, **args)
     assert "error" not in free and free["seconds"] > 0 and free["peak_mb"] > 1
+
+
+def test_measured_peak_is_the_call_s_own_not_the_parent_s():
+    args = {"method": "avgpool2d", "config": {}, "num_frames": 8, "tokens_per_frame": 16, "dim": 16}
+    parent_memory = torch.ones(200 * 2**20)  # 800 MB resident in this process when the child is spawned
+    peak = measure("vtc.bench.cost:prepare_compressor", threads=1, **args)["peak_mb"]
+    assert parent_memory[-1] == 1 and 0 <= peak < 100

@@ -1,7 +1,9 @@
 """Measurements in a fresh process: wall time and peak resident memory of one callable.
 
-Each measurement runs in a spawned interpreter so that its peak memory is its own (the high-water mark of a process
-never goes down), and the figure reported is the peak minus the resident size just before the measured call.
+Each measurement runs in a spawned interpreter so that its peak memory is its own, and the figure reported is the
+peak resident size during the measured call minus the resident size just before it. The peak is the process's
+`VmHWM`, reset just before the call (Linux `clear_refs`), not `ru_maxrss`: that one keeps the parent's resident size
+across the spawn's exec and would report the parent's memory, not the call's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,21 @@ def _resident_mb() -> float:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
     return pages * resource.getpagesize() / 2**20
+
+
+def _reset_peak() -> None:
+    """Restart this process's peak resident size (`VmHWM`) from its current size (Linux >= 4.0; else kept)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def _peak_mb() -> float:
+    """This process's peak resident size (`VmHWM`, of this executable image only), in MB."""
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 1024
 
 
 def _limit_memory(limit_mb: float) -> tuple[int, int]:
@@ -40,6 +57,7 @@ def _child(
     prepare = getattr(importlib.import_module(module_name), function_name)
     call = prepare(**kwargs)  # builds models and inputs, returns the thing to time
     before = _resident_mb()
+    _reset_peak()
     previous_limits = None if memory_limit_mb is None else _limit_memory(memory_limit_mb)
     times = []
     try:
@@ -57,8 +75,7 @@ def _child(
     if failure is not None:
         queue.put({"seconds": float("nan"), "peak_mb": float("nan"), "error": failure})
         return
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put({"seconds": statistics.median(times), "peak_mb": max(peak - before, 0.0)})
+    queue.put({"seconds": statistics.median(times), "peak_mb": max(_peak_mb() - before, 0.0)})
 
 
 def measure(
