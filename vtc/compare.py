@@ -121,6 +121,7 @@ def run_cost(model: Any, sample: dict[str, Any], checkpoint: Path, repeats: int 
     with torch.no_grad():
         flops = count_flops(lambda: model(batch))
     latencies = []
+    predict_windows(model, [sample], [0], batch_size=1)  # warm-up: the first call in a process pays one-off set-up
     for _ in range(repeats):
         started = time.perf_counter()
         predict_windows(model, [sample], [0], batch_size=1)
