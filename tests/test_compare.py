@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from vtc.compare import PRESETS, CompareSettings, budget_name, compare
+import numpy as np
+
+from vtc.compare import PRESETS, CompareSettings, best_constant_window, budget_name, compare
 from vtc.compressors import list_compressors
 
 
@@ -35,13 +37,26 @@ def test_compare_writes_tables_plot_and_blind_baseline(tmp_path):
     assert 0 <= result["blind"]["mIoU"] <= 100 and result["blind"]["llm_tokens"] == 0
     written = json.loads((tmp_path / "compare.json").read_text())
     assert written["tables"].keys() == result["tables"].keys()
-    assert "blind: mean training window" in (tmp_path / "compare.md").read_text()
+    assert "blind: best constant window" in (tmp_path / "compare.md").read_text()
     assert (tmp_path / "accuracy_vs_tokens.png").stat().st_size > 0
     settings.methods = ["none", "tome", "avgpool3d"]  # adding a method reuses the runs trained before
     again = compare(settings)
     assert [run["reused"] for run in again["runs"]] == [True, True, False]
     assert [run["metrics"] for run in again["runs"][:2]] == [run["metrics"] for run in result["runs"]]
     assert again["tables"]["1/4"].keys() == {"tome", "avgpool3d"}
+
+
+def test_best_constant_window_maximises_mean_iou():
+    assert best_constant_window(np.array([[2.0, 4.0], [2.0, 4.0]]), duration=10.0) == (2.0, 4.0)
+    windows = np.array([[0.0, 2.0], [1.0, 3.0], [8.0, 9.0]])
+    start, end = best_constant_window(windows, duration=10.0)
+    mean = windows.mean(axis=0)
+
+    def mean_iou(s: float, e: float) -> float:
+        overlap = np.clip(np.minimum(e, windows[:, 1]) - np.maximum(s, windows[:, 0]), 0, None)
+        return float((overlap / ((e - s) + (windows[:, 1] - windows[:, 0]) - overlap)).mean())
+
+    assert abs(mean_iou(start, end) - 4 / 9) < 1e-9 and mean_iou(start, end) > mean_iou(*mean)  # 4/9 is the best
 
 
 def test_budget_names():
