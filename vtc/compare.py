@@ -5,7 +5,10 @@ latency, peak memory) written as JSON + Markdown + an accuracy-vs-tokens plot un
 Every run starts from the same frozen stage-1 encoder (the `scene` encoder of `configs/model/tiny.yaml`, pre-trained
 once and cached in `run.cache_dir`, or whatever the model config names) and the same tiny language model written
 once per comparison, so that only the compressor and its budget differ. The uncompressed model (`"none"`) is trained
-once per seed and reported beside every budget.
+once per seed and reported beside every budget. The frozen encoder's features of each video are computed once for
+all runs, and a run already finished in the folder with the same config is reused (`finished_run`), so a stopped
+comparison, or one given more methods or budgets, trains only what is missing. `PRESETS` holds the default
+(`"quick"`, within 30 minutes on 2 CPU cores) and the full grid (`"full"`).
 """
 
 from __future__ import annotations
