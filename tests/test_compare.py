@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from tiny_runs import tiny_run_overrides
 
 from vtc.compare import PRESETS, CompareSettings, best_constant_window, budget_name, compare
 from vtc.compressors import list_compressors
@@ -15,15 +16,7 @@ def test_compare_writes_tables_plot_and_blind_baseline(tmp_path):
         methods=["none", "tome"],
         budgets=[0.25],
         seeds=[0],
-        overrides=[
-            "optim.max_steps=2",
-            "run.eval_every=2",
-            "data.num_val=2",
-            "data.num_train=8",
-            "model.lmm.encoder.width=4",
-            "model.lmm.encoder.pretrain_steps=2",
-            f"run.cache_dir={tmp_path / 'cache'}",
-        ],
+        overrides=tiny_run_overrides(tmp_path / "cache"),
         num_test=3,
         output_dir=str(tmp_path),
         progress=False,

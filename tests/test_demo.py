@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 
-from vtc.cli import main
+from tiny_runs import tiny_run_overrides
 
-TINY_OVERRIDES = [
-    "optim.max_steps=2",
-    "run.eval_every=2",
-    "data.num_val=2",
-    "data.num_train=8",
-    "model.lmm.encoder.width=4",
-    "model.lmm.encoder.pretrain_steps=2",
-]
+from vtc.cli import main
 
 
 def test_demo_prints_the_table_and_plots_the_timeline(tmp_path, capsys):
     arguments = ["demo", "--methods", "none", "stac", "taa", "--budget", "0.25", "--num-test", "2"]
     arguments += ["--out", str(tmp_path / "demo")]
-    for override in [*TINY_OVERRIDES, f"run.cache_dir={tmp_path / 'cache'}"]:
+    for override in tiny_run_overrides(tmp_path / "cache"):
         arguments += ["--set", override]
     assert main(arguments) == 0
     printed = capsys.readouterr().out
