@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from vtc.data.synthetic import COLOURS, SHAPES, SyntheticMoments, object_class_index
+from vtc.data.synthetic import COLOURS, SHAPES, object_class_index
 from vtc.train.checkpoint import load_model
 from vtc.train.config import RESOLVED_CONFIG_NAME, load_train_config
-from vtc.train.data import SyntheticSamples, collate
+from vtc.train.data import collate, synthetic_test_samples
 from vtc.train.trainer import predict_windows, score
 
 
@@ -40,17 +40,12 @@ def main() -> None:
     for run in (run for run in result["runs"] if run["method"] == args.method):
         checkpoint = Path(run["checkpoint"])
         config = load_train_config([checkpoint.parents[2] / RESOLVED_CONFIG_NAME])
-        moments = SyntheticMoments(
-            num_videos=result["test_videos"], **{**config.data.synthetic, "seed": config.data.val_seed + 1}
-        )
-        test = SyntheticSamples(moments, config.data.num_frames)
+        test = synthetic_test_samples(config.data, result["test_videos"], cache=True)  # rendered once, read twice
         model = load_model(checkpoint).eval()
-        records, kept = predict_windows(model, test, range(len(test)), batch_size=16), []
-        for index in range(len(test)):
-            sample = test[index]
-            with torch.no_grad():
-                slots = model.compress(collate([sample])).aux["kept_slots"][0].tolist()
-            kept.append(queried_slot(sample["query"]) in slots)
+        records = predict_windows(model, test, range(len(test)), batch_size=16)
+        with torch.no_grad():
+            kept_slots = model.compress(collate([test[i] for i in range(len(test))])).aux["kept_slots"].tolist()
+        kept = [queried_slot(test[i]["query"]) in slots for i, slots in enumerate(kept_slots)]
         parts = {
             name: [r for r, k in zip(records, kept, strict=True) if k == flag]
             for name, flag in (("kept", True), ("dropped", False))

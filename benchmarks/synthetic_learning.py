@@ -23,7 +23,7 @@ from vtc.compare import blind_baseline
 from vtc.data.synthetic import SyntheticMoments
 from vtc.train.checkpoint import load_model
 from vtc.train.config import load_train_config
-from vtc.train.data import SyntheticSamples
+from vtc.train.data import synthetic_test_samples
 from vtc.train.trainer import Trainer, predict_windows, score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +48,7 @@ def main() -> None:
     trainer = Trainer(config)
     summary = trainer.fit()
     train_seconds = time.perf_counter() - started
-    synthetic = {**config.data.synthetic, "seed": config.data.val_seed + 1}
-    test = SyntheticSamples(SyntheticMoments(num_videos=args.num_test, **synthetic), config.data.num_frames)
+    test = synthetic_test_samples(config.data, args.num_test)
     model = load_model(Path(summary["best_checkpoint"]) / "model")
     train_moments = SyntheticMoments(num_videos=config.data.num_train, **config.data.synthetic)
     model_metrics = score(predict_windows(model, test, range(len(test)), config.run.eval_batch_size))

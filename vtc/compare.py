@@ -35,7 +35,7 @@ from vtc.compressors.base import atomic_write_text
 from vtc.data.synthetic import SyntheticMoments
 from vtc.train.checkpoint import load_model
 from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_train_config
-from vtc.train.data import SyntheticSamples, collate
+from vtc.train.data import SyntheticSamples, collate, synthetic_test_samples
 from vtc.train.trainer import Trainer, predict_windows, score
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -245,8 +245,7 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
     probe = base_config(settings, output / "probe", settings.seeds[0], {"name": "none"})
     num_frames, per_frame = probe.data.num_frames, tokens_per_frame(probe)
     uncompressed = num_frames * per_frame
-    test_data = {**probe.data.synthetic, "seed": probe.data.val_seed + 1}
-    test = SyntheticSamples(SyntheticMoments(num_videos=settings.num_test, **test_data), num_frames, cache=True)
+    test = synthetic_test_samples(probe.data, settings.num_test, cache=True)
     plan: list[tuple[str, str, dict[str, Any]]] = [("uncompressed", "none", {"name": "none"})]
     skipped: dict[str, dict[str, str]] = {}
     for fraction in settings.budgets:

@@ -17,9 +17,8 @@ import torch
 
 from vtc.bench import save_figure
 from vtc.compare import CompareSettings, base_config, compare, markdown
-from vtc.data.synthetic import SyntheticMoments
 from vtc.train.checkpoint import load_model
-from vtc.train.data import SyntheticSamples, collate
+from vtc.train.data import SyntheticSamples, collate, synthetic_test_samples
 
 DEMO_METHODS = ["none", "stac", "mambamia", "tome", "tokenlearner"]
 DEMO_OVERRIDES = [  # `vtc compare`'s quick preset cut to one seed and 500 steps
@@ -113,9 +112,7 @@ def run(args: argparse.Namespace) -> int:
     result = compare(settings)
     output = Path(args.out)
     probe = base_config(settings, output / "probe", 0, {"name": "none"})
-    synthetic = {**probe.data.synthetic, "seed": probe.data.val_seed + 1}
-    test = SyntheticSamples(SyntheticMoments(num_videos=1, **synthetic), probe.data.num_frames)
-    timeline(result, test, output / "timeline.png")
+    timeline(result, synthetic_test_samples(probe.data, 1), output / "timeline.png")
     print()
     print(markdown(result))
     print(f"results:  {output / 'compare.json'}")

@@ -57,6 +57,13 @@ class SyntheticSamples(Dataset):
         }
 
 
+def synthetic_test_samples(data: DataConfig, num_videos: int, cache: bool = False) -> SyntheticSamples:
+    """The held-out synthetic test split of a data config: `num_videos` videos with a seed of their own
+    (`val_seed + 1`, so neither the training nor the validation split), `num_frames` frames each."""
+    moments = SyntheticMoments(num_videos=num_videos, **{**data.synthetic, "seed": data.val_seed + 1})
+    return SyntheticSamples(moments, data.num_frames, cache)
+
+
 class VideoFileSamples(Dataset):
     """Moment items read from annotation files; each video decoded with `num_frames` frames (first window kept
     as the training target; every window kept as ground truth)."""
