@@ -29,7 +29,6 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from vtc.cli import parse_key_values
 from vtc.data.synthetic import NUM_OBJECT_CLASSES, SyntheticMoments, object_class_index
 from vtc.encoders.base import VisionEncoder
 from vtc.encoders.scene import (
@@ -44,6 +43,7 @@ from vtc.lmm.model import build_model
 from vtc.lmm.tiny import save_tiny_lm
 from vtc.train.data import SYNTHETIC_WORDS, SyntheticSamples, collate
 from vtc.train.trainer import predict_windows, score
+from vtc.utils.options import parse_key_values
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_FRAMES = 16

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
-from typing import Any
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vtc.demo", "run the main job: compressors trained and compared on the embedded default data"),
@@ -25,21 +23,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("vtc.data.cli", "data tools: write the synthetic benchmark as mp4 files and annotations"),
     "features": ("vtc.encoders.cli", "encode videos once into a resumable feature cache (safetensors shards)"),
 }
-
-
-def parse_key_values(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
-    """`["chunk_size=8", "output=patches"]` -> `{"chunk_size": 8, "output": "patches"}` (values parsed as JSON when
-    they are JSON, else kept as strings); `ValueError` naming `flag` for a malformed pair."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise ValueError(f"{flag} must be KEY=VALUE, got {pair!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,17 +26,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from vtc.bench import save_figure
 from vtc.bench.cost import count_flops, count_parameters
 from vtc.bench.measure import measure
 from vtc.budget import configure
 from vtc.compressors import list_compressors
-from vtc.compressors.base import atomic_write_text
 from vtc.data.synthetic import SyntheticMoments
 from vtc.train.checkpoint import load_model
 from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_train_config
 from vtc.train.data import SyntheticSamples, collate, synthetic_test_samples
 from vtc.train.trainer import Trainer, predict_windows, score
+from vtc.utils.figures import save_figure
+from vtc.utils.io import atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIGS = (CONFIG_DIR / "model" / "tiny.yaml", CONFIG_DIR / "data" / "synthetic.yaml")

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from vtc.bench import save_figure
 from vtc.compare import CompareSettings, base_config, compare, markdown
 from vtc.train.checkpoint import load_model
 from vtc.train.data import SyntheticSamples, collate, synthetic_test_samples
+from vtc.utils.figures import save_figure
 
 DEMO_METHODS = ["none", "stac", "mambamia", "tome", "tokenlearner"]
 DEMO_OVERRIDES = [  # `vtc compare`'s quick preset cut to one seed and 500 steps

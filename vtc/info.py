@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from vtc.cli import parse_key_values
 from vtc.compressors import compressor_class, create_compressor, list_compressors
+from vtc.utils.options import parse_key_values
 
 
 def describe(name: str, config: dict, num_frames: int, tokens_per_frame: int) -> dict:

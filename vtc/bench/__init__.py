@@ -8,9 +8,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
 BENCHMARKS = {
     "scan": ("vtc.bench.scan", "selective scan / Mamba mixer speed and peak memory against transformers and mambapy"),
@@ -45,18 +42,3 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(column, "")) for column in columns) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def save_figure(figure, path: str | os.PathLike) -> Path:
-    """Write a matplotlib figure as PNG through a temporary file and an atomic rename; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(handle)
-    try:
-        figure.savefig(name, format="png", dpi=120, bbox_inches="tight")
-        os.replace(name, path)
-    finally:
-        if os.path.exists(name):
-            os.unlink(name)
-    return path

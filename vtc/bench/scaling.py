@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import math
 
-from vtc.bench import format_table, save_figure
+from vtc.bench import format_table
 from vtc.bench.measure import measure
 from vtc.compressors import list_compressors
+from vtc.utils.figures import save_figure
 
 LIMIT = "OOM/limit"
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
+
+from vtc.utils.io import atomic_save_safetensors, atomic_write_text
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -166,30 +167,6 @@ def validate_inputs(
         if not frame_mask.any(dim=1).all():
             raise ValueError("every video needs at least one valid frame (a frame_mask row is all False)")
     return timestamps, frame_mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a synced temporary file and an atomic rename."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-        temporary = Path(handle.name)
-    os.replace(temporary, path)
-
-
-def atomic_save_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """`safetensors.torch.save_file` through a synced temporary file and an atomic rename."""
-    handle, name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, name, metadata=metadata)
-        with open(name, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(name, path)
-    finally:
-        if os.path.exists(name):
-            os.unlink(name)
 
 
 # ---------------------------------------------------------------------------------------------------- registry

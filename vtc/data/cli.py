@@ -14,9 +14,8 @@ import io
 import json
 from pathlib import Path
 
-from vtc.compressors.base import atomic_write_text
-from vtc.data.jsonl import write_jsonl
 from vtc.data.synthetic import VARIANTS, SyntheticMoments, write_mp4
+from vtc.utils.io import atomic_write_text, write_jsonl
 
 
 def write_synthetic(dataset: SyntheticMoments, out: Path) -> dict[str, int | str]:

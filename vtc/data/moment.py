@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vtc.data.base import LoadReport, locate_video
-from vtc.data.jsonl import read_jsonl
+from vtc.utils.io import read_jsonl
 
 
 @dataclass(frozen=True)

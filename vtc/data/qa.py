@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from vtc.data.base import LoadReport, locate_video
-from vtc.data.jsonl import read_jsonl
 from vtc.eval.qa import parse_choice
+from vtc.utils.io import read_jsonl
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from vtc.compressors.base import atomic_save_safetensors, atomic_write_text
 from vtc.data.base import VIDEO_EXTENSIONS, locate_video
-from vtc.data.jsonl import read_jsonl
 from vtc.encoders.base import VisionEncoder
+from vtc.utils.io import atomic_save_safetensors, atomic_write_text, read_jsonl
 from vtc.video import VideoDecodeError, load_video
 
 logger = logging.getLogger(__name__)

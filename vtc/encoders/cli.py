@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from vtc.cli import parse_key_values
 from vtc.encoders import ENCODERS, build_encoder
 from vtc.encoders.base import VisionEncoder
 from vtc.encoders.cache import extract_features, list_annotated_videos, list_video_directory, rank_and_world_size
+from vtc.utils.options import parse_key_values
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -27,10 +27,10 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from vtc.compressors.base import atomic_save_safetensors, atomic_write_text
 from vtc.data.synthetic import COLOURS, NUM_OBJECT_CLASSES, SHAPES, SyntheticMoments, object_class_index
 from vtc.encoders.base import VisionEncoder
 from vtc.encoders.hf import check_frames
+from vtc.utils.io import atomic_save_safetensors, atomic_write_text
 
 STATE = 3  # area, centre x, centre y
 # Feature scales that bring each part of a slot to about unit size (a shape covers ~2% of the frame and moves

@@ -17,11 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vtc.compressors.base import atomic_write_text
-from vtc.data.jsonl import read_jsonl
 from vtc.data.qa import choice_item_from_record
 from vtc.eval.moment import evaluate_moments, ground_truth_windows
 from vtc.eval.qa import evaluate_choices
+from vtc.utils.io import atomic_write_text, read_jsonl
 
 
 def index_by_qid(records: Iterable[dict[str, Any]], source: Path) -> dict[str, dict[str, Any]]:

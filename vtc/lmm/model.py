@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
 from vtc.compressors import CompressedTokens, create_compressor
-from vtc.compressors.base import WEIGHTS_NAME, atomic_save_safetensors, atomic_write_text
+from vtc.compressors.base import WEIGHTS_NAME
 from vtc.encoders import Blip2VisionEncoder, build_encoder
 from vtc.encoders.hf import freeze, quantization_kwargs
 from vtc.lmm.answers import (
@@ -40,6 +40,7 @@ from vtc.lmm.answers import (
     time_token_index,
 )
 from vtc.lmm.projector import Projector
+from vtc.utils.io import atomic_save_safetensors, atomic_write_text
 
 CONFIG_NAME = "config.json"
 PROJECTOR_NAME = "projector.safetensors"

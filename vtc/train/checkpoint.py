@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vtc.compressors.base import atomic_write_text
 from vtc.lmm.model import VideoLMM
+from vtc.utils.io import atomic_write_text
 
 POINTERS = ("last", "best")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from vtc.compressors.base import atomic_write_text
+from vtc.utils.io import atomic_write_text
 
 RESOLVED_CONFIG_NAME = "config.yaml"
 

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vtc.compressors.base import atomic_write_text
 from vtc.encoders.scene import DEFAULT_PRETRAIN_STEPS, DEFAULT_WIDTH, cached_scene_encoder
 from vtc.eval.moment import evaluate_moments
 from vtc.lmm.model import VideoLMM, build_model, load_config
@@ -36,6 +35,7 @@ from vtc.train.data import (
     collate,
     features_key,
 )
+from vtc.utils.io import atomic_write_text
 
 METRICS_NAME = "metrics.jsonl"
 RESULTS_NAME = "results.json"

@@ -1,0 +1,1 @@
+"""Plain utilities at the bottom of the library: they import nothing of vtc."""
