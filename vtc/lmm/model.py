@@ -40,6 +40,7 @@ from vtc.lmm.answers import (
     time_token_index,
 )
 from vtc.lmm.projector import Projector
+from vtc.utils.batching import pad_frames
 from vtc.utils.io import atomic_save_safetensors, atomic_write_text
 
 CONFIG_NAME = "config.json"
@@ -294,16 +295,14 @@ class VideoLMM(nn.Module):
                 raise ValueError("this model has no encoder (feature_dim config): pass batch['features']")
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config["encoder_trainable"]):
                 encoded = [self.encoder.encode(frames) for frames in batch["frames"]]
-            features = pad_sequence(encoded, batch_first=True).to(self.device)
             times = [torch.as_tensor(t, dtype=torch.float32) for t in batch["timestamps"]]
             if [len(t) for t in times] != [len(e) for e in encoded]:
                 raise ValueError(
                     f"timestamps must have one entry per frame: frames {[len(e) for e in encoded]}, "
                     f"timestamps {[len(t) for t in times]}"
                 )
-            timestamps = pad_sequence(times, batch_first=True).to(self.device)
-            lengths = torch.tensor([len(e) for e in encoded], device=self.device)
-            frame_mask = torch.arange(features.shape[1], device=self.device) < lengths[:, None]
+            features, frame_mask = (padded.to(self.device) for padded in pad_frames(encoded))
+            timestamps = pad_frames(times)[0].to(self.device)
         return self.compressor(features, timestamps, frame_mask)
 
     def embed_text(self, text: str, eos: bool = False) -> tuple[Tensor, Tensor]:

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from vtc.data.moment import load_moments
 from vtc.data.synthetic import COLOURS, EVENTS, SHAPES, SyntheticMoments
 from vtc.train.config import DataConfig
+from vtc.utils.batching import pad_frames
 
 SYNTHETIC_WORDS = (*SHAPES, *COLOURS, *EVENTS, "turns", "Query:", "When does it happen?", "Video:")
 
@@ -195,12 +195,9 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     `EncodedSamples`, `features [B, T, N, D]`, `timestamps [B, T]` and `frame_mask [B, T]`, padded over frames),
     `query`, `window` (start, end) pairs, `duration`, `qid` and ground-truth `windows`."""
     if "features" in samples[0]:
-        lengths = torch.tensor([len(sample["features"]) for sample in samples])
-        visual: dict[str, Any] = {
-            "features": pad_sequence([sample["features"] for sample in samples], batch_first=True),
-            "frame_mask": torch.arange(int(lengths.max())) < lengths[:, None],
-            "timestamps": pad_sequence([sample["timestamps"] for sample in samples], batch_first=True),
-        }
+        features, frame_mask = pad_frames([sample["features"] for sample in samples])
+        timestamps, _ = pad_frames([sample["timestamps"] for sample in samples])
+        visual: dict[str, Any] = {"features": features, "frame_mask": frame_mask, "timestamps": timestamps}
     else:
         visual = {
             "frames": [sample["frames"] for sample in samples],
