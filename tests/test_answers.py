@@ -6,6 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from vtc.data.choices import read_letter
 from vtc.lmm.answers import (
     TEMPLATES,
     ParsedWindow,
@@ -13,7 +14,6 @@ from vtc.lmm.answers import (
     format_choices,
     format_time_token_window,
     format_window,
-    parse_choice,
     parse_window,
     time_token_index,
 )
@@ -122,13 +122,13 @@ def test_format_choices() -> None:
         ("", None),
     ],
 )
-def test_parse_choice(text: str, index: int | None) -> None:
-    assert parse_choice(text, num_options=4) == index
+def test_read_letter(text: str, index: int | None) -> None:
+    assert read_letter(text, num_options=4) == index
 
 
-def test_parse_choice_checks_num_options() -> None:
+def test_read_letter_checks_num_options() -> None:
     with pytest.raises(ValueError, match="num_options"):
-        parse_choice("A", num_options=0)
+        read_letter("A", num_options=0)
 
 
 @pytest.mark.parametrize("count", [2, 16, 100])

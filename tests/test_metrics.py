@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vtc.data.choices import parse_choice
 from vtc.data.qa import QAItem
 from vtc.eval.moment import (
     MAP_THRESHOLDS,
@@ -16,7 +17,7 @@ from vtc.eval.moment import (
     parse_predicted_windows,
     temporal_iou,
 )
-from vtc.eval.qa import circular_variants, evaluate_choices, parse_choice, rotate_options
+from vtc.eval.qa import circular_variants, evaluate_choices, rotate_options
 
 
 def test_iou_hand_computed_reversed_and_zero_length():

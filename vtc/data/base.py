@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("vtc.data")
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".mov", ".avi")
+VIDEO_ID_KEYS: tuple[str, ...] = ("vid", "video_id", "video")  # the names annotation files give a video id
 MAX_REPORTED_IDS = 5
 
 
@@ -87,3 +90,8 @@ def locate_video(video_dir: str | os.PathLike | None, video_id: str, video_path:
     else:
         return None
     return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def record_video_id(record: Mapping[str, Any]) -> str | None:
+    """The video id of an annotation record, under the first of `VIDEO_ID_KEYS` it has; None when it has none."""
+    return next((str(record[key]) for key in VIDEO_ID_KEYS if key in record), None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vtc.data.base import LoadReport, locate_video
+from vtc.data.base import LoadReport, locate_video, record_video_id
 from vtc.utils.io import read_jsonl
 
 
@@ -172,7 +172,7 @@ def load_moment_jsonl(
     items: list[MomentItem] = []
     for line_number, record in enumerate(read_jsonl(annotations), start=1):
         report.read += 1
-        video_id = next((record[key] for key in ("vid", "video_id", "video") if key in record), None)
+        video_id = record_video_id(record)
         windows = record.get("relevant_windows", record.get("windows"))
         query = record.get("query")
         if video_id is None or windows is None or not isinstance(query, str) or not query.strip():
@@ -182,7 +182,7 @@ def load_moment_jsonl(
         duration = record.get("duration")
         fields = {
             "qid": record.get("qid"),
-            "video_id": str(video_id),
+            "video_id": video_id,
             "query": query.strip(),
             "windows": windows,
             "duration": float(duration) if isinstance(duration, (int, float)) else None,

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vtc.data.base import LoadReport, locate_video
-from vtc.eval.qa import parse_choice
+from vtc.data.base import LoadReport, locate_video, record_video_id
+from vtc.data.choices import parse_choice
 from vtc.utils.io import read_jsonl
 
 
@@ -43,12 +43,12 @@ def choice_item_from_record(record: Mapping[str, Any], default_qid: str) -> QAIt
     question = record.get("question", record.get("query"))
     if not isinstance(question, str) or not question.strip():
         raise ValueError("needs a non-empty `question`")
-    video_id = next((record[key] for key in ("vid", "video_id", "video") if key in record), "")
+    video_id = record_video_id(record) or ""
     duration = record.get("duration")
     group = record.get("circular_group")
     return QAItem(
         qid=str(record.get("qid", default_qid)),
-        video_id=str(video_id),
+        video_id=video_id,
         video_path=None,
         question=question.strip(),
         options=tuple(options),

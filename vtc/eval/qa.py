@@ -11,31 +11,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from vtc.data.choices import parse_choice
 from vtc.eval.moment import to_percent
-from vtc.lmm.answers import parse_choice as read_letter
 
 if TYPE_CHECKING:
     from vtc.data.qa import QAItem
-
-
-def parse_choice(answer: Any, options: Sequence[str]) -> int | None:
-    """The option index an answer names, or None when it names none.
-
-    Accepts an int index, the exact text of one option (case and surrounding space ignored), or an upper-case
-    letter (`"B"`, `"(B)"`, `"B."`, `"B) a cat"`, `"Answer: B"`, `"The answer is B"`), read by
-    `vtc.lmm.answers.parse_choice`.
-    """
-    if isinstance(answer, bool):
-        return None
-    if isinstance(answer, int):
-        return answer if 0 <= answer < len(options) else None
-    if not isinstance(answer, str):
-        return None
-    text = answer.strip()
-    normalised = [option.strip().lower() for option in options]
-    if normalised.count(text.lower()) == 1:
-        return normalised.index(text.lower())
-    return read_letter(text, len(options)) if 1 <= len(options) <= 26 else None
 
 
 def rotate_options(options: Sequence[str], answer: int, shift: int) -> tuple[list[str], int]:

@@ -1,15 +1,16 @@
 """Answer formats: moment windows as text and back, multiple-choice prompts and their letters.
 
-`parse_window` and `parse_choice` read free model output and never raise on it: an answer they cannot read is
-`valid=False` / `None`, for the caller to count.
+`parse_window` (like `vtc.data.choices.parse_choice`) reads free model output and never raises on it: an answer it
+cannot read is `valid=False`, for the caller to count.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import string
 from dataclasses import dataclass
+
+from vtc.data.choices import LETTERS
 
 # STAC's target sentence (default) and Mr.BLIP's "[[start, end]]" answer.
 TEMPLATES: dict[str, str] = {
@@ -33,7 +34,6 @@ _ANY_NUMBER = re.compile(_NUMBER)
 # LITA's time tokens: "<t7>" is the 8th of N points spread evenly from 0 to the video's duration.
 _TIME_TOKEN = re.compile(r"<t(\d+)>")
 
-LETTERS = string.ascii_uppercase
 
 
 @dataclass(frozen=True)
@@ -156,29 +156,3 @@ def format_choices(question: str, options: list[str]) -> str:
     lines += [f"({LETTERS[index]}) {option.strip()}" for index, option in enumerate(options)]
     lines.append("Answer with the option's letter from the given choices directly.")
     return "\n".join(lines)
-
-
-def parse_choice(text: str, num_options: int) -> int | None:
-    """The 0-based option index a model answered ("B", "(B)", "B. cooking", "The answer is B"), or None.
-
-    Readings, most specific first: a parenthesised letter, "answer/option (is) X", a letter opening the text
-    followed by punctuation or nothing, the only stand-alone capital letter in the text (not the article "A").
-    Only letters of the `num_options` options count; this function never raises on `text`.
-    """
-    if not 1 <= num_options <= len(LETTERS):
-        raise ValueError(f"num_options must be 1 to {len(LETTERS)}, got {num_options}")
-    if not isinstance(text, str):
-        return None
-    valid = LETTERS[:num_options]
-    letter = f"([{valid}])"
-    patterns = [
-        rf"\(\s*{letter}\s*\)",
-        rf"(?i:answer|option|choice)\s*(?:is|:)?\s*:?\s*{letter}\b",
-        rf"^\s*{letter}\s*(?:$|[.):,\]])",
-    ]
-    for pattern in patterns:
-        match = re.search(pattern, text)
-        if match:
-            return valid.index(match.group(1))
-    standalone = {match.group(1) for match in re.finditer(rf"\b{letter}\b(?!\s+[a-z])", text)}
-    return valid.index(standalone.pop()) if len(standalone) == 1 else None
