@@ -57,7 +57,9 @@ def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "vtc")
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == "vtc":
+        elif (
+            isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == "vtc"
+        ):
             submodules = {f"{node.module}.{alias.name}" for alias in node.names} & modules.keys()
             names_only = any(f"{node.module}.{alias.name}" not in modules for alias in node.names)
             found.update(submodules)
@@ -128,8 +130,7 @@ def main() -> int:
         print(f"UPWARD {line}")
     for component in circles:
         print(f"CYCLE {' <-> '.join(component)}")
-    print(f"{len(edges)} modules, {sum(map(len, edges.values()))} imports: "
-          f"{len(upward)} upward, {len(circles)} cycles")
+    print(f"{len(edges)} modules, {sum(map(len, edges.values()))} imports: {len(upward)} upward, {len(circles)} cycles")
     return 1 if upward or circles else 0
 
 
