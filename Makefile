@@ -5,20 +5,22 @@ BIN := $(VENV)/bin
 # torch is pinned and installed first: on a CPU-only machine this takes the CPU wheel that lies on disk,
 # whereas an unpinned torch would pull several GB of CUDA packages.
 TORCH := torch==2.13.0
+# Exact versions of every dependency that the test suite last passed with (`make constraints` refreshes it).
+CONSTRAINTS := constraints.txt
 
-.PHONY: demo test lint results setup setup-dev clean
+.PHONY: demo test lint results setup setup-dev constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) $(TORCH)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev,bench,quant]"
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[dev,bench,quant]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -28,7 +30,7 @@ demo: setup
 	$(BIN)/vtc demo
 
 test: setup-dev
-	$(BIN)/ruff check vtc tests benchmarks
+	$(BIN)/ruff check vtc tests benchmarks tools
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 # Every measured figure of the README, on this machine (hours: the full scan reference loop and the comparison).
@@ -45,9 +47,15 @@ results: setup-dev
 	$(BIN)/vtc demo --out runs/demo
 	mkdir -p $(RESULTS)/demo && cp runs/demo/compare.json runs/demo/compare.md runs/demo/accuracy_vs_tokens.png runs/demo/timeline.png $(RESULTS)/demo/
 
+# Rewrite the pins of constraints.txt from what the venv holds now (its leading comment lines are kept).
+constraints: $(BIN)/python
+	{ grep '^#' $(CONSTRAINTS) || true; \
+	  $(BIN)/pip freeze --exclude-editable --exclude vtc | sed -E 's/^([^=]+==[^+]+)\+.*$$/\1/'; } > $(CONSTRAINTS).tmp
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+
 lint: setup-dev
-	$(BIN)/ruff check vtc tests benchmarks
-	$(BIN)/ruff format --check vtc tests benchmarks
+	$(BIN)/ruff check vtc tests benchmarks tools
+	$(BIN)/ruff format --check vtc tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) runs
