@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
+from torch import Tensor
 
-from vtc.budget import KNOBS, configure, count_tokens
-from vtc.compressors import create_compressor, list_compressors
+from vtc.budget import configure, count_tokens, knobs
+from vtc.compressors import CompressedTokens, Compressor, compressor_class, create_compressor, list_compressors
 
 FRAMES, PER_FRAME = 8, 16  # small enough to try every setting of every knob
 BUDGETS = (1, 5, 8, 20, 40, 64, 128)
@@ -20,12 +23,50 @@ def all_counts(method: str, frames: int, per_frame: int) -> list[list[int]]:
             count_tokens(method, frames, per_frame, {knob.key: knob.config_value(setting, frames)})
             for setting in knob.settings(frames, per_frame, config)
         ]
-        for knob in KNOBS[method]
+        for knob in knobs(method)
     ] or [[count_tokens(method, frames, per_frame, {})]]
 
 
-def test_every_registered_method_has_knobs():
-    assert sorted(set(list_compressors()) - set(KNOBS)) == []
+def count_changing_arguments(cls: type[Compressor], frames: int, per_frame: int) -> list[str]:
+    """The numeric constructor arguments of `cls` (but `dim`) whose other values change its token count."""
+    with torch.device("meta"):
+        base = cls(dim=16).num_output_tokens(frames, per_frame)
+        changing = []
+        for name, parameter in inspect.signature(cls).parameters.items():
+            default = parameter.default
+            if name == "dim" or isinstance(default, bool) or not isinstance(default, (int, float)):
+                continue
+            for value in (default + 1, default * 2, default / 2) if isinstance(default, float) else (default + 1,):
+                try:
+                    model = cls(dim=16, **{name: value})
+                except ValueError:
+                    continue
+                if model.num_output_tokens(frames, per_frame) != base:
+                    changing.append(name)
+                    break
+    return changing
+
+
+@pytest.mark.parametrize("method", list_compressors())
+def test_a_method_without_knobs_has_a_count_fixed_by_the_input(method):
+    if not knobs(method):
+        changing = count_changing_arguments(compressor_class(method), FRAMES, PER_FRAME)
+        assert not changing, f"{method} declares no budget knob but {changing} change its token count: add knobs"
+
+
+def test_the_fixed_count_check_catches_a_method_without_knobs():
+    class KeepsFirst(Compressor):
+        def __init__(self, dim: int, keep: int = 2) -> None:
+            super().__init__(dim)
+            self.keep = keep
+
+        def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+            raise NotImplementedError
+
+        def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+            return num_frames * min(self.keep, tokens_per_frame)
+
+    assert count_changing_arguments(KeepsFirst, FRAMES, PER_FRAME) == ["keep"]
 
 
 @pytest.mark.parametrize("method", list_compressors())
@@ -68,7 +109,7 @@ def test_realistic_budgets_next_setting_exceeds(method, fraction):
     assert count <= budget
     full = create_compressor(method, dim=16).config
     chosen = []
-    for knob in KNOBS[method]:
+    for knob in knobs(method):
         settings = knob.settings(frames, per_frame, full)
         values = [knob.config_value(setting, frames) for setting in settings]
         if config.get(knob.key) in values:

@@ -71,6 +71,33 @@ def test_blip2_patch_tokens(blip2_t5):
     assert not hasattr(encoder, "language_model")
 
 
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_tome_r_in_the_encoder_config_merges_inside_the_tower(tmp_path, kind):
+    path = str(save_vision(tmp_path, kind))
+    encoder = build_encoder({"type": kind, "path": path, "tome_r": 3})
+    assert all(hasattr(layer, "_tome_state") for layer in encoder.model.encoder.layers)
+    assert encoder.tokens_per_frame == 16 - 2 * 3  # two layers, three tokens merged in each
+    assert encoder.encode(random_frames(2)).shape == (2, 10, 32)
+    assert build_encoder({"type": kind, "path": path}).encode(random_frames(2)).shape == (2, 16, 32)
+
+
+def test_tome_r_with_an_earlier_clip_feature_layer(tmp_path):
+    encoder = build_encoder(
+        {"type": "clip", "path": str(save_vision(tmp_path, "clip")), "feature_layer": -2, "tome_r": 3}
+    )
+    assert encoder.tokens_per_frame == 13 and encoder.encode(random_frames(2)).shape == (2, 13, 32)
+
+
+def test_tome_r_reaches_the_blip2_tower(blip2_t5):
+    patches = build_encoder({"type": "blip2", "path": str(blip2_t5), "output": "patches", "tome_r": 2})
+    assert patches.tokens_per_frame == 12 and patches.encode(random_frames(2)).shape == (2, 12, 32)
+    qformer = build_encoder({"type": "blip2", "path": str(blip2_t5), "tome_r": 2})
+    assert all(hasattr(layer, "_tome_state") for layer in qformer.vision_model.encoder.layers)
+    assert qformer.encode(random_frames(2)).shape == (2, 8, 32)
+    with pytest.raises(ValueError, match="tome_r"):
+        build_encoder({"type": "blip2", "path": str(blip2_t5), "tome_r": -1})
+
+
 def test_image_settings_from_folder_and_fallback(tmp_path):
     (tmp_path / "preprocessor_config.json").write_text(
         json.dumps(

@@ -9,7 +9,7 @@ import torch
 
 import vtc
 from vtc.cli import main
-from vtc.compressors import Compressor, compressor_class
+from vtc.compressors import Compressor, Family, MethodCard, compressor_class, register_compressor
 from vtc.compressors.base import validate_inputs
 from vtc.compressors.ops import gather_rows, masked_mean, pack_kept, per_frame_output, topk_in_order
 
@@ -77,6 +77,36 @@ def test_presets_build_the_base_class_with_other_defaults():
     assert isinstance(preset, base) and preset.registry_name == "tstar"
 
 
+def test_config_is_recorded_from_any_constructor_call():
+    model = compressor_class("avgpool2d")(16, (2, 1))
+    assert model.config == {"dim": 16, "pool": [2, 1], "grid": None}
+    assert vtc.create_compressor("mambamia", dim=16).config["block"] == "mambamia"
+
+
+def test_registering_needs_a_card_a_new_name_and_presets_naming_arguments():
+    class NoCard(Compressor):
+        pass
+
+    class Duplicate(Compressor):
+        card = MethodCard(family=Family.TRAINING_FREE)
+
+    class BadPreset(Compressor):
+        card = MethodCard(family=Family.TRAINING_FREE, presets={"bad-preset": {"no_such_argument": 1}})
+
+    with pytest.raises(TypeError, match="MethodCard"):
+        register_compressor("no-card")(NoCard)
+    with pytest.raises(ValueError, match="already registered: none"):
+        register_compressor("none")(Duplicate)
+    with pytest.raises(TypeError, match="no_such_argument"):
+        register_compressor("bad-preset-base")(BadPreset)
+    assert not {"no-card", "bad-preset", "bad-preset-base"} & set(vtc.list_compressors())
+
+
+def test_a_paper_config_needs_its_source():
+    with pytest.raises(ValueError, match="paper_source"):
+        MethodCard(family=Family.STATE_SPACE, paper_config={"dim": 8})
+
+
 def test_topk_in_order_returns_sorted_indices_and_never_prefers_invalid():
     scores = torch.tensor([[0.1, 0.9, 0.5, 0.7], [5.0, 4.0, 3.0, 2.0]])
     valid = torch.tensor([[True, True, True, True], [False, True, False, True]])
@@ -110,3 +140,11 @@ def test_info_command_prints_counts(capsys):
     assert main(["info", "--dim", "32"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in ("none", "tome", "tokenlearner"))
+    assert "state-space trained" in listing and "training-free" in listing
+
+
+def test_info_paper_builds_the_declared_paper_config(capsys):
+    assert main(["info", "stac", "--paper", "--frames", "4", "--tokens-per-frame", "32", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["paper_config"] and row["paper_source"] and row["family"] == "state-space trained"
+    assert row["config"]["dim"] == 768 and row["output_tokens"] == 4 * 16

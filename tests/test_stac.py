@@ -92,7 +92,7 @@ def test_bad_options_raise_value_error():
 
 def test_paper_config_builds_through_the_registry():
     with torch.device("meta"):
-        model = create_compressor("stac", **STAC.paper_config())
+        model = create_compressor("stac", **STAC.card.paper_config)
     assert model.keep == 16 and sum(p.numel() for p in model.parameters()) > 1_000_000
 
 

@@ -1,4 +1,4 @@
-"""ToMe: bipartite soft matching against a plain re-implementation, time order, and the HF ViT patch."""
+"""ToMe: bipartite soft matching against a plain re-implementation, time order, and the HF vision tower patch."""
 
 from __future__ import annotations
 
@@ -15,13 +15,9 @@ from transformers import (
 )
 
 from vtc.compressors import create_compressor
-from vtc.compressors.tome import (
-    _proportional_attention,
-    merge_steps,
-    merge_to,
-    merge_tokens,
-    patch_vision_encoder,
-)
+from vtc.compressors.tome import merge_steps, merge_to, merge_tokens, tokens_after_merging
+from vtc.encoders.patch import ToMeState, patch_vision_tower
+from vtc.encoders.patch.clip import attend
 
 
 def reference_merge(x, r, metric, size):
@@ -173,12 +169,13 @@ def test_patched_vit_removes_r_tokens_per_layer_and_never_merges_the_class_token
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         before = model(pixel_values=pixels).last_hidden_state
-        patch_vision_encoder(model, r=2)
+        patch_vision_tower(model, r=2)
         after = model(pixel_values=pixels).last_hidden_state
     class_tokens = int(VITS[kind][2])
     assert before.shape[1] == 16 + class_tokens
     assert after.shape == (2, 16 + class_tokens - 3 * 2, 32)
-    size = next(m for m in model.modules() if hasattr(m, "_tome_state"))._tome_state["size"]
+    assert tokens_after_merging(16, 2, 3) == 16 - 3 * 2
+    size = next(m for m in model.modules() if isinstance(getattr(m, "_tome_state", None), ToMeState))._tome_state.size
     assert size.sum(dim=1).squeeze(-1).tolist() == [16.0 + class_tokens] * 2
     if class_tokens:
         assert (size[:, 0] == 1).all()
@@ -190,9 +187,9 @@ def test_patch_with_r_zero_equals_the_original_under_any_attention_implementatio
     pixels = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         reference = model(pixel_values=pixels).last_hidden_state
-        patch_vision_encoder(model, r=0)
+        patch_vision_tower(model, r=0)
         torch.testing.assert_close(model(pixel_values=pixels).last_hidden_state, reference, atol=1e-5, rtol=1e-5)
-        patch_vision_encoder(model, r=3)
+        patch_vision_tower(model, r=3)
         merged_sdpa = model(pixel_values=pixels).last_hidden_state
         model.set_attn_implementation("eager")
         torch.testing.assert_close(model(pixel_values=pixels).last_hidden_state, merged_sdpa)
@@ -206,6 +203,24 @@ def test_proportional_attention_counts_a_merged_token_as_its_size():
     x = torch.randn(1, 4, 32)
     duplicated = torch.cat([x, x[:, 3:]], dim=1)
     with torch.no_grad():
-        out_duplicated, _ = _proportional_attention(attention, duplicated, None)
-        out_sized, _ = _proportional_attention(attention, x, torch.tensor([[[1.0], [1.0], [1.0], [2.0]]]))
+        out_duplicated, _ = attend(attention, duplicated, None)
+        out_sized, _ = attend(attention, x, torch.tensor([[[1.0], [1.0], [1.0], [2.0]]]))
     torch.testing.assert_close(out_sized, out_duplicated[:, :4], atol=1e-5, rtol=1e-5)
+
+
+def test_tokens_after_merging_caps_each_step_at_half():
+    assert tokens_after_merging(16, 2, 3) == 10
+    assert tokens_after_merging(16, 100, 2) == 4
+    assert tokens_after_merging(5, 0, 4) == 5
+
+
+def test_only_supported_towers_are_patched():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    text = CLIPTextModel(
+        CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
+    )
+    with pytest.raises(ValueError, match="blip_2_vision_model, clip_vision_model, siglip_vision_model"):
+        patch_vision_tower(text, r=2)
+    with pytest.raises(ValueError, match="r must be"):
+        patch_vision_tower(tiny_vit("clip"), r=-1)

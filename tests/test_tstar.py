@@ -117,6 +117,6 @@ def test_mambamia_preset_and_paper_size():
     model = create_compressor("mambamia", dim=DIM, num_layers=1, d_state=4)
     assert isinstance(model, TSTAR) and model.block == "mambamia" and model.query_interval == 10
     with torch.device("meta"):
-        paper = create_compressor("mambamia", **TSTAR.paper_config())
+        paper = create_compressor("mambamia", **TSTAR.card.paper_config)
     count = sum(parameter.numel() for parameter in paper.parameters())
     assert 90e6 < count < 110e6, f"MambaMia at d_model 1024 has {count / 1e6:.1f}M parameters, paper ~100M"

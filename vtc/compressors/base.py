@@ -2,13 +2,15 @@
 
 Every compressor maps visual tokens `[B, T, N, D]` (batch, frames, tokens per frame, channels) to a flat,
 time-ordered sequence `[B, L, D]` with a validity mask, the source frame of every token and its timestamp.
-Subclasses implement `compress` on inputs that `forward` has already validated, and `num_output_tokens`.
+Subclasses declare their facts (`card`, a `MethodCard`), and implement `compress` on inputs that `forward` has
+already validated, and `num_output_tokens`; `@register_compressor(name)` registers them and their presets.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from vtc.compressors.card import MethodCard
 from vtc.utils.io import atomic_save_safetensors, atomic_write_text
 
 CONFIG_NAME = "config.json"
@@ -53,20 +56,26 @@ class CompressedTokens:
 
 
 class Compressor(nn.Module):
-    """Base class: validates inputs, stores its config as plain data, saves and loads itself.
+    """Base class: validates inputs, records its config as plain data, saves and loads itself.
 
-    Subclasses call `super().__init__(dim=dim, **their_config)` with every constructor argument (JSON-serialisable),
-    and implement `compress` and `num_output_tokens`.
+    Subclasses declare their facts as `card = MethodCard(...)` and implement `compress` and `num_output_tokens`. Every
+    constructor argument, defaults filled in, is recorded in `self.config` after construction (they must be named
+    and JSON-serialisable), so `save_pretrained` / `from_pretrained` rebuild the same model.
     """
 
     registry_name: ClassVar[str] = ""
+    card: ClassVar[MethodCard]
+    config: dict[str, Any]
 
-    def __init__(self, dim: int, **config: Any) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__init__ = recording_config(cls.__init__)
+
+    def __init__(self, dim: int) -> None:
         super().__init__()
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
         self.dim = dim
-        self.config: dict[str, Any] = {"dim": dim, **config}
 
     def forward(
         self, tokens: Tensor, timestamps: Tensor | None = None, frame_mask: Tensor | None = None
@@ -92,8 +101,10 @@ class Compressor(nn.Module):
         """Maximum number of output tokens L for one video, without running the model."""
         raise NotImplementedError
 
-    # Streaming (unbounded video, memory constant in the number of frames): implemented by causal compressors.
-    supports_streaming: ClassVar[bool] = False
+    @property
+    def supports_streaming(self) -> bool:
+        """Whether `init_state` / `step_frame` work: unbounded video, memory constant in the number of frames."""
+        return self.card.streams(self.config)
 
     def init_state(self, batch_size: int, device: torch.device | None = None) -> Any:
         """Initial streaming state for `batch_size` videos."""
@@ -169,20 +180,55 @@ def validate_inputs(
     return timestamps, frame_mask
 
 
+# ---------------------------------------------------------------------------------------------------- config
+
+
+def recording_config(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a compressor class's `__init__` so that the outermost constructor call records its arguments.
+
+    After construction, `self.config` holds every argument but `self`, defaults filled in, as JSON data (tuples
+    become lists), which is exactly what `from_pretrained` passes back.
+    """
+    signature = inspect.signature(init)
+    variadic = [p.name for p in signature.parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if variadic:
+        raise TypeError(f"{init.__qualname__} takes {variadic[0]!r}: compressor arguments must be named to be saved")
+
+    @functools.wraps(init)
+    def init_and_record(self: Compressor, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if type(self).__init__ is init_and_record:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(list(bound.arguments.items())[1:])
+            try:
+                self.config = json.loads(json.dumps(arguments))
+            except TypeError as error:
+                raise TypeError(f"{type(self).__name__} arguments must be JSON-serialisable: {error}") from error
+
+    return init_and_record
+
+
 # ---------------------------------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, tuple[type[Compressor], dict[str, Any]]] = {}
 
 
-def register_compressor(name: str, **preset: Any) -> Callable[[type[Compressor]], type[Compressor]]:
-    """Class decorator: register `cls` under `name`, optionally as a preset (default config overrides)."""
+def register_compressor(name: str) -> Callable[[type[Compressor]], type[Compressor]]:
+    """Class decorator: register `cls` under `name`, and each preset of its `card` under the preset's name."""
 
     def decorator(cls: type[Compressor]) -> type[Compressor]:
-        if name in _REGISTRY:
-            raise ValueError(f"compressor {name!r} is already registered")
-        if not preset:
-            cls.registry_name = name
-        _REGISTRY[name] = (cls, preset)
+        card = cls.__dict__.get("card")
+        if not isinstance(card, MethodCard):
+            raise TypeError(f"{cls.__name__} must declare its facts as a class attribute `card = MethodCard(...)`")
+        entries = {name: {}, **card.presets}
+        taken = sorted(set(entries) & set(_REGISTRY))
+        if taken:
+            raise ValueError(f"compressor names already registered: {', '.join(taken)}")
+        for defaults in entries.values():
+            inspect.signature(cls).bind_partial(**defaults)  # a preset naming no argument fails here, not when built
+        cls.registry_name = name
+        _REGISTRY.update((entry, (cls, defaults)) for entry, defaults in entries.items())
         return cls
 
     return decorator
@@ -190,37 +236,21 @@ def register_compressor(name: str, **preset: Any) -> Callable[[type[Compressor]]
 
 def create_compressor(name: str, **config: Any) -> Compressor:
     """Build the compressor registered as `name`; `config` overrides its (or its preset's) defaults."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown compressor {name!r}; registered: {', '.join(list_compressors())}")
-    cls, preset = _REGISTRY[name]
+    cls, preset = _registered(name)
     return cls(**{**preset, **config})
 
 
 def list_compressors() -> list[str]:
-    """Names of all registered compressors, sorted."""
+    """Names of all registered compressors (presets included), sorted."""
     return sorted(_REGISTRY)
 
 
 def compressor_class(name: str) -> type[Compressor]:
-    """The class registered as `name`."""
+    """The class registered as `name` (a preset's base class); its `card` holds the method's facts."""
+    return _registered(name)[0]
+
+
+def _registered(name: str) -> tuple[type[Compressor], dict[str, Any]]:
     if name not in _REGISTRY:
         raise KeyError(f"unknown compressor {name!r}; registered: {', '.join(list_compressors())}")
-    return _REGISTRY[name][0]
-
-
-def ceil_div(numerator: int, denominator: int) -> int:
-    """Integer ceiling division."""
-    return -(-numerator // denominator)
-
-
-def square_grid(tokens_per_frame: int, grid: tuple[int, int] | None = None) -> tuple[int, int]:
-    """The `(height, width)` patch grid of a frame: `grid` when given, else the square root of N."""
-    if grid is not None:
-        height, width = grid
-        if height * width != tokens_per_frame:
-            raise ValueError(f"grid {grid} has {height * width} cells but frames have N={tokens_per_frame} tokens")
-        return height, width
-    side = math.isqrt(tokens_per_frame)
-    if side * side != tokens_per_frame:
-        raise ValueError(f"N={tokens_per_frame} tokens per frame is not a square grid; pass grid=(height, width)")
-    return side, side
+    return _REGISTRY[name]

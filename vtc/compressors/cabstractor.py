@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor, square_grid
+from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, Knob, MethodCard, side_up
+from vtc.compressors.grid import as_pair, ceil_div, from_grid, optional_grid, square_grid, to_grid
 from vtc.compressors.ops import per_frame_output
-from vtc.compressors.pooling import as_pair, from_grid, optional_grid, to_grid
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -80,6 +81,11 @@ class CAbstractor(Compressor):
     carry positions.
     """
 
+    card = MethodCard(
+        family=Family.ATTENTION,  # trained convolutions, the family of the trained non-state-space methods
+        knobs=(Knob("grid_out", side_up, lambda side, _: (side, side)),),
+    )
+
     def __init__(
         self,
         dim: int,
@@ -89,8 +95,8 @@ class CAbstractor(Compressor):
         kernel: tuple[int, int] = (2, 2),
         grid: tuple[int, int] | None = None,
     ) -> None:
+        super().__init__(dim)
         hidden_dim = dim if hidden_dim is None else hidden_dim
-        super().__init__(dim=dim, hidden_dim=hidden_dim, depth=depth, grid_out=grid_out, kernel=kernel, grid=grid)
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.grid_out = optional_grid(grid_out)

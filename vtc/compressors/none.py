@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, MethodCard
 from vtc.compressors.ops import per_frame_output
 
 
@@ -12,10 +13,7 @@ from vtc.compressors.ops import per_frame_output
 class NoCompression(Compressor):
     """Pass all `T * N` tokens through, frame-major; padded frames are dropped."""
 
-    supports_streaming = True
-
-    def __init__(self, dim: int) -> None:
-        super().__init__(dim=dim)
+    card = MethodCard(family=Family.TRAINING_FREE, streaming=True)  # no knobs: always T * N tokens
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, N, D]` -> `[B, T*N, D]` (fewer valid tokens where frames are masked)."""

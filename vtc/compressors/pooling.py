@@ -8,32 +8,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor, square_grid
+from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, Knob, MethodCard, frames_down, side_down, side_up
+from vtc.compressors.grid import as_pair, ceil_div, from_grid, optional_grid, square_grid, to_grid
 from vtc.compressors.ops import gather_rows, kept_first, per_frame_output
-
-
-def to_grid(tokens: Tensor, grid: tuple[int, int] | None) -> Tensor:
-    """`[B, T, N, D]` -> `[B * T, D, H, W]` (row-major patch order)."""
-    batch, frames, count, channels = tokens.shape
-    height, width = square_grid(count, grid)
-    return tokens.reshape(batch * frames, height, width, channels).permute(0, 3, 1, 2)
-
-
-def from_grid(grid: Tensor, batch: int) -> Tensor:
-    """`[B * T, D, H, W]` -> `[B, T, H * W, D]`."""
-    return grid.flatten(2).transpose(1, 2).reshape(batch, -1, grid.shape[2] * grid.shape[3], grid.shape[1])
-
-
-def as_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """`k` -> `(k, k)`; pairs pass through (lists from JSON configs become tuples)."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"expected a positive int or (height, width) pair, got {value!r}")
-    return pair
-
-
-def optional_grid(grid: tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
-    return None if grid is None else as_pair(grid)
 
 
 @register_compressor("avgpool2d")
@@ -43,8 +21,10 @@ class AvgPool2d(Compressor):
     Edges that do not fill a window are pooled over the cells they have (ceil mode), so no patch is dropped.
     """
 
+    card = MethodCard(family=Family.TRAINING_FREE, knobs=(Knob("pool", side_down),))
+
     def __init__(self, dim: int, pool: int | tuple[int, int] = 2, grid: tuple[int, int] | None = None) -> None:
-        super().__init__(dim=dim, pool=pool, grid=grid)
+        super().__init__(dim)
         self.pool = as_pair(pool)
         self.grid = optional_grid(grid)
 
@@ -62,8 +42,10 @@ class AvgPool2d(Compressor):
 class Bilinear(Compressor):
     """Per-frame bilinear resize of the patch grid to `size` (half-pixel centres, no anti-aliasing)."""
 
+    card = MethodCard(family=Family.TRAINING_FREE, knobs=(Knob("size", side_up),))
+
     def __init__(self, dim: int, size: int | tuple[int, int] = 4, grid: tuple[int, int] | None = None) -> None:
-        super().__init__(dim=dim, size=size, grid=grid)
+        super().__init__(dim)
         self.size = as_pair(size)
         self.grid = optional_grid(grid)
 
@@ -86,6 +68,8 @@ class AvgPool3d(Compressor):
     of its window and its timestamp the mean time of the window's frames.
     """
 
+    card = MethodCard(family=Family.TRAINING_FREE, knobs=(Knob("temporal_pool", frames_down), Knob("pool", side_down)))
+
     def __init__(
         self,
         dim: int,
@@ -93,7 +77,7 @@ class AvgPool3d(Compressor):
         pool: int | tuple[int, int] = 2,
         grid: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__(dim=dim, temporal_pool=temporal_pool, pool=pool, grid=grid)
+        super().__init__(dim)
         if temporal_pool < 1:
             raise ValueError(f"temporal_pool must be >= 1, got {temporal_pool}")
         self.temporal_pool = temporal_pool
@@ -131,8 +115,7 @@ class AvgPool3d(Compressor):
 class FrameMean(Compressor):
     """One token per frame, the mean of its N tokens (Mr. BLIP's frame aggregation)."""
 
-    def __init__(self, dim: int) -> None:
-        super().__init__(dim=dim)
+    card = MethodCard(family=Family.TRAINING_FREE)  # no knobs: always T tokens
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, N, D]` -> `[B, T, D]`."""

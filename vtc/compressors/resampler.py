@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, Knob, MethodCard, up_to_all_tokens, up_to_tokens
 from vtc.compressors.ops import gather_rows, per_frame_output, sinusoidal_encoding
 
 
@@ -67,8 +68,10 @@ class PerceiverResampler(nn.Module):
 class Resampler2d(Compressor):
     """Per-frame Perceiver resampler: `num_queries` learned queries attend to each frame's N tokens."""
 
+    card = MethodCard(family=Family.ATTENTION, knobs=(Knob("num_queries", up_to_tokens),))
+
     def __init__(self, dim: int, num_queries: int = 10, depth: int = 2, num_heads: int = 8) -> None:
-        super().__init__(dim=dim, num_queries=num_queries, depth=depth, num_heads=num_heads)
+        super().__init__(dim)
         self.num_queries = num_queries
         self.resampler = PerceiverResampler(dim, num_queries, depth, num_heads)
 
@@ -92,8 +95,10 @@ class Resampler3d(Compressor):
     sorted by that timestamp.
     """
 
+    card = MethodCard(family=Family.ATTENTION, knobs=(Knob("num_queries", up_to_all_tokens),))
+
     def __init__(self, dim: int, num_queries: int = 256, depth: int = 2, num_heads: int = 8) -> None:
-        super().__init__(dim=dim, num_queries=num_queries, depth=depth, num_heads=num_heads)
+        super().__init__(dim)
         self.num_queries = num_queries
         self.resampler = PerceiverResampler(dim, num_queries, depth, num_heads)
 

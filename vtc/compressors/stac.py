@@ -8,11 +8,13 @@ Top-`keep` frames with all their slots).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, Knob, MethodCard
 from vtc.compressors.ops import (
     compress_valid_frames,
     gather_rows,
@@ -23,6 +25,11 @@ from vtc.compressors.ops import (
 from vtc.ssm import MambaBlock
 
 SELECTIONS = ("scaled", "straight_through", "hard")
+
+
+def keep_settings(num_frames: int, tokens_per_frame: int, config: dict[str, Any]) -> range:
+    """Budget knob of `keep`: slots kept per frame (`axis="slots"`) or frames kept (`axis="frames"`), fewest first."""
+    return range(1, (tokens_per_frame if config["axis"] == "slots" else num_frames) + 1)
 
 
 def selection_weights(scores: Tensor, index: Tensor, selection: str) -> Tensor:
@@ -62,6 +69,13 @@ class STAC(Compressor):
     the whole video, so STAC does not stream.
     """
 
+    card = MethodCard(
+        family=Family.STATE_SPACE,
+        knobs=(Knob("keep", keep_settings),),
+        paper_config={"dim": 768, "keep": 16, "num_heads": 4},
+        paper_source="Kwon & Kang 2025 (STAC) on BLIP-2 / InstructBLIP Q-Former output: 32 slots of width 768, keep 16",
+    )
+
     def __init__(
         self,
         dim: int,
@@ -75,18 +89,7 @@ class STAC(Compressor):
         output: str = "original",
         axis: str = "slots",
     ) -> None:
-        super().__init__(
-            dim=dim,
-            keep=keep,
-            num_heads=num_heads,
-            d_state=d_state,
-            d_conv=d_conv,
-            expand=expand,
-            mlp_ratio=mlp_ratio,
-            selection=selection,
-            output=output,
-            axis=axis,
-        )
+        super().__init__(dim)
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         if selection not in SELECTIONS:
@@ -103,11 +106,6 @@ class STAC(Compressor):
         hidden = max(1, int(mlp_ratio * dim))
         # no output bias: scores are only compared (Top-K, softmax), a shared offset would never get a gradient
         self.score_mlp = nn.Sequential(nn.Linear(num_heads * dim, hidden), nn.GELU(), nn.Linear(hidden, 1, bias=False))
-
-    @classmethod
-    def paper_config(cls) -> dict:
-        """BLIP-2 / InstructBLIP Q-Former output: 32 slots of width 768, keep 16, 4 attention queries."""
-        return {"dim": 768, "keep": 16, "num_heads": 4}
 
     def score(self, mixed: Tensor) -> Tensor:
         """Attention pooling + MLP: `[M, S, D]` sequences -> `[M]` scores (softmax over the S positions)."""

@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor, square_grid
+from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, Knob, MethodCard, frames_down, side_down
+from vtc.compressors.grid import as_pair, ceil_div, from_grid, optional_grid, square_grid, to_grid
 from vtc.compressors.ops import compress_valid_frames, per_frame_output
-from vtc.compressors.pooling import as_pair, from_grid, optional_grid, to_grid
 from vtc.ssm import MambaBlock
 
 
@@ -30,6 +31,13 @@ class STORM(Compressor):
     Output tokens carry their group's first frame index and mean timestamp. Bidirectional, so no streaming.
     """
 
+    card = MethodCard(
+        family=Family.STATE_SPACE,
+        knobs=(Knob("temporal_pool", frames_down), Knob("spatial_pool", side_down)),
+        paper_config={"dim": 1152, "num_layers": 1, "temporal_pool": 4, "spatial_pool": 2},
+        paper_source="Jiang et al. 2025: SigLIP-width tokens (1152), temporal pool 4, 2x2 spatial pool",
+    )
+
     def __init__(
         self,
         dim: int,
@@ -42,17 +50,7 @@ class STORM(Compressor):
         d_conv: int = 4,
         expand: int = 2,
     ) -> None:
-        super().__init__(
-            dim=dim,
-            num_layers=num_layers,
-            temporal_pool=temporal_pool,
-            spatial_pool=spatial_pool,
-            test_time_stride=test_time_stride,
-            grid=grid,
-            d_state=d_state,
-            d_conv=d_conv,
-            expand=expand,
-        )
+        super().__init__(dim)
         if min(num_layers, temporal_pool, test_time_stride) < 1:
             raise ValueError("num_layers, temporal_pool and test_time_stride must be >= 1")
         self.temporal_pool, self.test_time_stride = temporal_pool, test_time_stride
@@ -60,11 +58,6 @@ class STORM(Compressor):
         self.layers = nn.ModuleList(
             MambaBlock(dim, mixer="bimamba", d_state=d_state, d_conv=d_conv, expand=expand) for _ in range(num_layers)
         )
-
-    @classmethod
-    def paper_config(cls) -> dict:
-        """SigLIP-width tokens (1152), temporal pool 4, 2x2 spatial pool."""
-        return {"dim": 1152, "num_layers": 1, "temporal_pool": 4, "spatial_pool": 2}
 
     def frame_stride(self) -> int:
         return 1 if self.training else self.test_time_stride

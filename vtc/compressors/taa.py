@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor, square_grid
+from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, Knob, MethodCard, up_to_frames
+from vtc.compressors.grid import as_pair, ceil_div, from_grid, optional_grid, square_grid, to_grid
 from vtc.compressors.ops import compress_valid_frames, per_frame_output
-from vtc.compressors.pooling import as_pair, from_grid, optional_grid, to_grid
-from vtc.compressors.tstar import TSTAR
+from vtc.compressors.tstar import TSTAR  # the "mambamia" spatial stage is a per-frame TSTAR
 from vtc.ssm import MambaBlock
 
 THRESHOLD_TOLERANCE = 1e-6
@@ -63,7 +64,13 @@ class TimeAxisAggregator(Compressor):
     `aux["delta_time"] [B, T']` and `aux["kept_frames"] [B, T']` bool are over each video's valid frames.
     """
 
-    supports_streaming = True
+    card = MethodCard(
+        family=Family.STATE_SPACE,
+        knobs=(Knob("keep_ratio", up_to_frames, lambda kept, frames: kept / frames),),  # frames kept / T
+        paper_config={"dim": 1024, "anchor_pool": 2, "keep_ratio": 0.5},
+        paper_source="Kim & Seo 2025 (MambaMia), time-axis aggregator: d_model 1024 anchors, half the frames kept",
+        streaming=lambda config: config["threshold"] is not None,  # keep_ratio needs the whole video's delta-time
+    )
 
     def __init__(
         self,
@@ -79,19 +86,7 @@ class TimeAxisAggregator(Compressor):
         d_conv: int = 4,
         expand: int = 2,
     ) -> None:
-        super().__init__(
-            dim=dim,
-            spatial=spatial,
-            anchor_pool=anchor_pool,
-            query_interval=query_interval,
-            spatial_layers=spatial_layers,
-            keep_ratio=keep_ratio,
-            threshold=threshold,
-            grid=grid,
-            d_state=d_state,
-            d_conv=d_conv,
-            expand=expand,
-        )
+        super().__init__(dim)
         if (keep_ratio is None) == (threshold is None):
             raise ValueError(f"give exactly one of keep_ratio and threshold, got {keep_ratio=} and {threshold=}")
         if keep_ratio is not None and not 0 < keep_ratio <= 1:
@@ -102,7 +97,6 @@ class TimeAxisAggregator(Compressor):
             raise ValueError(f"spatial must be 'pool' or 'mambamia', got {spatial!r}")
         self.keep_ratio, self.threshold = keep_ratio, threshold
         self.anchor_pool, self.grid = as_pair(anchor_pool), optional_grid(grid)
-        self.supports_streaming = threshold is not None
         self.spatial_stage = (
             TSTAR(
                 dim,
@@ -119,11 +113,6 @@ class TimeAxisAggregator(Compressor):
             else None
         )
         self.temporal = MambaBlock(dim, mixer="mamba", d_state=d_state, d_conv=d_conv, expand=expand)
-
-    @classmethod
-    def paper_config(cls) -> dict:
-        """d_model 1024 anchors, one Mamba layer, half the frames kept."""
-        return {"dim": 1024, "anchor_pool": 2, "keep_ratio": 0.5}
 
     def anchors(self, tokens: Tensor) -> Tensor:
         """`[B, T, N, D]` -> per-frame anchors `[B, T, A, D]`."""

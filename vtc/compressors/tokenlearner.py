@@ -12,7 +12,9 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from vtc.compressors.base import CompressedTokens, Compressor, register_compressor, square_grid
+from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, Knob, MethodCard, up_to_tokens
+from vtc.compressors.grid import optional_grid, square_grid
 from vtc.compressors.ops import per_frame_output
 
 
@@ -70,6 +72,11 @@ class TokenLearner(Compressor):
     Version 1.0 needs the frame's patch grid: square N, or `grid=(height, width)`.
     """
 
+    card = MethodCard(
+        family=Family.ATTENTION,  # learned spatial attention maps
+        knobs=(Knob("num_tokens", up_to_tokens),),
+    )
+
     def __init__(
         self,
         dim: int,
@@ -78,14 +85,13 @@ class TokenLearner(Compressor):
         bottleneck: int = 64,
         grid: tuple[int, int] | None = None,
     ) -> None:
-        grid = tuple(grid) if grid is not None else None
-        super().__init__(dim=dim, num_tokens=num_tokens, version=version, bottleneck=bottleneck, grid=grid)
+        super().__init__(dim)
         if num_tokens < 1:
             raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
         if version == "1.1":
             self.learner: nn.Module = TokenLearnerV11(dim, num_tokens, bottleneck)
         elif version == "1.0":
-            self.learner = TokenLearnerV10(dim, num_tokens, grid)
+            self.learner = TokenLearnerV10(dim, num_tokens, optional_grid(grid))
         else:
             raise ValueError(f"version must be '1.0' or '1.1', got {version!r}")
         self.num_tokens = num_tokens

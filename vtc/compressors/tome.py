@@ -2,21 +2,21 @@
 
 `merge_tokens` is bipartite soft matching (Sec. 3, Fig. 1 of the paper) with one change that moment retrieval
 needs: the reference code returns `[unmerged A tokens, B tokens]`, i.e. similarity order; here every surviving
-token keeps its position, so the output stays in time order. `patch_vision_encoder` applies ToMe inside a
-Hugging Face ViT (BLIP-2, CLIP, SigLIP vision towers) with proportional attention (Eq. 1), as STAC applied
-ToMe to BLIP-2.
+token keeps its position, so the output stays in time order. `proportional_attention` (Eq. 1) and
+`merge_after_class_token` are the two steps ToMe adds to a ViT layer; `vtc.encoders.patch` applies them inside Hugging
+Face vision towers (BLIP-2, CLIP, SigLIP), as STAC applied ToMe to BLIP-2.
 """
 
 from __future__ import annotations
 
-import types
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, Knob, MethodCard
 from vtc.compressors.ops import gather_rows, per_frame_output
 
 
@@ -95,6 +95,60 @@ def merge_to(x: Tensor, target: int) -> tuple[Tensor, Tensor, Tensor]:
     return x, size, index
 
 
+# ToMe inside a ViT layer (`vtc.encoders.patch` applies these to Hugging Face towers).
+
+
+def tokens_after_merging(count: int, r: int, steps: int) -> int:
+    """How many of `count` tokens are left after `steps` merges of `r` each (capped at half, as in `merge_tokens`)."""
+    for _ in range(steps):
+        count -= max(0, min(r, count // 2))
+    return count
+
+
+def proportional_attention(
+    query: Tensor, key: Tensor, value: Tensor, scale: float, size: Tensor | None = None, dropout: float = 0.0
+) -> Tensor:
+    """Multi-head attention with `log(size)` added to the logits (Eq. 1), so a merged key counts as its sources.
+
+    Args:
+        query, key, value: `[B, H, N, head_dim]`.
+        scale: the logit scale, usually `head_dim ** -0.5`.
+        size: `[B, N, 1]` how many original tokens each key stands for; plain attention when None.
+        dropout: attention-weight dropout probability (0 in eval mode).
+
+    Returns:
+        `[B, N, H * head_dim]`, heads concatenated.
+    """
+    batch, _, count, _ = query.shape
+    logits = (query @ key.transpose(-2, -1)) * scale
+    if size is not None:
+        logits = logits + size.log().reshape(batch, 1, 1, count).to(logits.dtype)
+    weights = logits.softmax(dim=-1)
+    if dropout > 0:
+        weights = F.dropout(weights, p=dropout)
+    return (weights @ value).transpose(1, 2).reshape(batch, count, -1)
+
+
+def merge_after_class_token(
+    x: Tensor, r: int, metric: Tensor, size: Tensor | None, class_token: bool
+) -> tuple[Tensor, Tensor]:
+    """ToMe's step between a ViT layer's attention and MLP: merge `r` tokens of `x [B, N, D]`.
+
+    `metric [B, N, C]` is compared (ToMe: the keys, averaged over heads); `size [B, N, 1]` (ones when None) says how
+    many patches each token stands for. With `class_token`, the leading token is never merged and never merged into.
+    Returns `(merged [B, N - r', D], size [B, N - r', 1])`.
+    """
+    size = x.new_ones(*x.shape[:2], 1) if size is None else size
+    start = int(class_token)
+    merged, merged_size, _ = merge_tokens(x[:, start:], r, metric=metric[:, start:], size=size[:, start:])
+    return torch.cat([x[:, :start], merged], dim=1), torch.cat([size[:, :start], merged_size], dim=1)
+
+
+def num_tokens_settings(num_frames: int, tokens_per_frame: int, config: dict[str, Any]) -> range:
+    """Budget knob of `num_tokens`: per frame (`scope="frame"`) or per clip, fewest first."""
+    return range(1, (tokens_per_frame if config["scope"] == "frame" else num_frames * tokens_per_frame) + 1)
+
+
 @register_compressor("tome")
 class ToMe(Compressor):
     """Token Merging of a clip's tokens (or each frame's), with no parameters.
@@ -106,8 +160,10 @@ class ToMe(Compressor):
     `num_tokens`. `aux["size"]` holds how many input tokens each output token averages.
     """
 
+    card = MethodCard(family=Family.TRAINING_FREE, knobs=(Knob("num_tokens", num_tokens_settings),))
+
     def __init__(self, dim: int, num_tokens: int = 64, scope: Literal["clip", "frame"] = "clip") -> None:
-        super().__init__(dim=dim, num_tokens=num_tokens, scope=scope)
+        super().__init__(dim)
         if num_tokens < 1:
             raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
         if scope not in ("clip", "frame"):
@@ -157,95 +213,3 @@ class ToMe(Compressor):
         if self.scope == "frame":
             return num_frames * min(self.num_tokens, tokens_per_frame)
         return min(self.num_tokens, num_frames * tokens_per_frame)
-
-
-# ------------------------------------------------------------------------- ToMe inside a Hugging Face ViT
-
-
-def patch_vision_encoder(model: nn.Module, r: int) -> nn.Module:
-    """ToMe inside a Hugging Face ViT (`Blip2VisionModel`, `CLIPVisionModel`, `SiglipVisionModel`), in place.
-
-    Every encoder layer's forward is replaced by: attention with proportional attention (log size added to the
-    logits, Eq. 1), then `r` tokens merged with the mean attention key over heads as the metric, then the MLP.
-    The class token (BLIP-2, CLIP) is never merged and never merged into. Attention is computed eagerly inside
-    the patched layers, so the model's attention implementation (eager, sdpa, ...) no longer matters for them.
-    Calling it again changes `r`. Returns the model; `last_hidden_state` has `r` fewer tokens per layer.
-    """
-    if r < 0:
-        raise ValueError(f"r must be >= 0, got {r}")
-    encoder = next(
-        (module for module in model.modules() if isinstance(getattr(module, "layers", None), nn.ModuleList)),
-        None,
-    )
-    if encoder is None:
-        raise ValueError(f"{type(model).__name__} has no encoder with a `layers` ModuleList to patch")
-    state = getattr(encoder, "_tome_state", None)
-    if state is not None:
-        state["r"] = r
-        return model
-    has_class_token = any(hasattr(module, "class_embedding") for module in model.modules())
-    state = {"r": r, "size": None, "class_token": has_class_token}
-    encoder._tome_state = state
-    encoder.register_forward_pre_hook(lambda module, args: state.update(size=None))
-    for layer in encoder.layers:
-        for name in ("self_attn", "layer_norm1", "layer_norm2", "mlp"):
-            if not hasattr(layer, name):
-                raise ValueError(
-                    f"{type(layer).__name__} has no `{name}`; only BLIP-2/CLIP/SigLIP layers are supported"
-                )
-        layer._tome_state = state
-        layer.forward = types.MethodType(_tome_layer_forward, layer)
-    return model
-
-
-def _tome_layer_forward(
-    layer: nn.Module, hidden_states: Tensor, attention_mask: Tensor | None = None, **kwargs: Any
-) -> Tensor:
-    """Pre-norm Transformer layer with proportional attention and a ToMe merge between attention and MLP."""
-    if attention_mask is not None:
-        raise ValueError("ToMe-patched vision layers do not take an attention_mask (token counts change per layer)")
-    state = layer._tome_state
-    size = state["size"]
-    attended, keys = _proportional_attention(layer.self_attn, layer.layer_norm1(hidden_states), size)
-    hidden_states = hidden_states + attended
-    hidden_states, state["size"] = _merge_after_cls(hidden_states, keys.mean(dim=1), size, state)
-    return hidden_states + layer.mlp(layer.layer_norm2(hidden_states))
-
-
-def _proportional_attention(attention: nn.Module, x: Tensor, size: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Eager multi-head self-attention of a HF attention module, `log(size)` added to the logits (ToMe Eq. 1).
-
-    Returns `(output [B, N, D], keys [B, H, N, head_dim])`.
-    """
-    batch, count, channels = x.shape
-    heads = attention.num_heads
-    if hasattr(attention, "qkv"):  # BLIP-2: one fused projection, then `projection`
-        query, key, value = attention.qkv(x).reshape(batch, count, 3, heads, -1).permute(2, 0, 3, 1, 4)
-        output_projection = attention.projection
-    else:  # CLIP, SigLIP
-        query, key, value = (
-            projection(x).reshape(batch, count, heads, -1).transpose(1, 2)
-            for projection in (attention.q_proj, attention.k_proj, attention.v_proj)
-        )
-        output_projection = attention.out_proj
-    logits = (query @ key.transpose(-2, -1)) * attention.scale
-    if size is not None:
-        logits = logits + size.log().reshape(batch, 1, 1, count).to(logits.dtype)
-    weights = logits.softmax(dim=-1)
-    dropout = attention.dropout if hasattr(attention, "dropout") else attention.attention_dropout
-    weights = F.dropout(weights, p=float(dropout), training=attention.training)
-    output = (weights @ value).transpose(1, 2).reshape(batch, count, channels)
-    return output_projection(output), key
-
-
-def _merge_after_cls(
-    hidden_states: Tensor, metric: Tensor, size: Tensor | None, state: dict[str, Any]
-) -> tuple[Tensor, Tensor]:
-    """Merge `state["r"]` tokens of `hidden_states [B, N, D]`, leaving a leading class token untouched."""
-    if size is None:
-        size = hidden_states.new_ones(*hidden_states.shape[:2], 1)
-    start = 1 if state["class_token"] else 0
-    merged, merged_size, _ = merge_tokens(
-        hidden_states[:, start:], state["r"], metric=metric[:, start:], size=size[:, start:]
-    )
-    return torch.cat([hidden_states[:, :start], merged], dim=1), torch.cat([size[:, :start], merged_size], dim=1)

@@ -11,8 +11,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vtc.compressors.base import CompressedTokens, Compressor, ceil_div, register_compressor
+from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
 from vtc.compressors.blocks import NeoXBlock
+from vtc.compressors.card import Family, Knob, MethodCard, frames_down, tokens_down
+from vtc.compressors.grid import ceil_div
 from vtc.compressors.ops import compress_valid_frames, per_frame_output
 from vtc.ssm import MambaBlock
 
@@ -97,7 +99,17 @@ class TSTAR(Compressor):
     Streams (`init_state` / `step_frame`, memory constant in frames) with `block="mamba"` or `per_frame=True`.
     """
 
-    supports_streaming = True
+    card = MethodCard(
+        family=Family.STATE_SPACE,
+        knobs=(
+            Knob("frame_ratio", frames_down, lambda stride, _: 1 / stride),  # keeps every stride-th frame's queries
+            Knob("query_interval", tokens_down),
+        ),
+        presets={"mambamia": {"block": "mambamia", "query_interval": 10, "frame_ratio": 1 / 3}},
+        paper_config={"dim": 1024, "query_interval": 10, "num_layers": 14, "frame_ratio": 1 / 3, "block": "mambamia"},
+        paper_source="Kim & Seo 2025 (MambaMia) at d_model 1024; 14 layers give the ~100M parameters the paper reports",
+        streaming=lambda config: config["per_frame"] or config["block"] == "mamba",
+    )
 
     def __init__(
         self,
@@ -112,18 +124,7 @@ class TSTAR(Compressor):
         d_conv: int = 4,
         expand: int = 2,
     ) -> None:
-        super().__init__(
-            dim=dim,
-            query_interval=query_interval,
-            num_layers=num_layers,
-            frame_ratio=frame_ratio,
-            block=block,
-            per_frame=per_frame,
-            num_heads=num_heads,
-            d_state=d_state,
-            d_conv=d_conv,
-            expand=expand,
-        )
+        super().__init__(dim)
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
         if query_interval < 1 or num_layers < 1:
@@ -132,17 +133,11 @@ class TSTAR(Compressor):
             raise ValueError(f"frame_ratio must be in (0, 1], got {frame_ratio}")
         self.query_interval, self.block, self.per_frame = query_interval, block, per_frame
         self.frame_stride = round(1 / frame_ratio)
-        self.supports_streaming = per_frame or block == "mamba"
         self.query = nn.Parameter(torch.randn(dim) * dim**-0.5)
         mamba_kwargs = {"d_state": d_state, "d_conv": d_conv, "expand": expand}
         self.layers = nn.ModuleList(
             TSTARLayer(dim, block, query_interval, num_heads, mamba_kwargs) for _ in range(num_layers)
         )
-
-    @classmethod
-    def paper_config(cls) -> dict:
-        """MambaMia at d_model 1024; 14 layers give the ~100M parameters the paper reports."""
-        return {"dim": 1024, "query_interval": 10, "num_layers": 14, "frame_ratio": 1 / 3, "block": "mambamia"}
 
     def interleave(self, tokens: Tensor) -> Tensor:
         """`[B, T, N, D]` -> `[B, T, N + G, D]`, a query after every k patches of each frame."""
@@ -215,6 +210,3 @@ class TSTAR(Compressor):
             out = CompressedTokens(out.tokens[:, :0], out.mask[:, :0], out.frame_index[:, :0], out.timestamps[:, :0])
         out.frame_index = torch.full_like(out.frame_index, index)
         return out, {"layers": layers, "frames_seen": index + 1}
-
-
-register_compressor("mambamia", block="mambamia", query_interval=10, frame_ratio=1 / 3)(TSTAR)

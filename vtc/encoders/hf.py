@@ -2,7 +2,8 @@
 
 Weights are read with `from_pretrained(path, local_files_only=True)`, never from a hub id. Frames are resized
 and normalised in torch with the folder's image-processor settings when present, and
-encoded in chunks of `chunk_size` frames so memory stays bounded for long videos.
+encoded in chunks of `chunk_size` frames so memory stays bounded for long videos. `tome_r > 0` applies Token
+Merging inside the tower (`vtc.encoders.patch`), so each frame gives fewer patch tokens.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vtc.compressors.tome import tokens_after_merging
 from vtc.encoders.base import VisionEncoder
+from vtc.encoders.patch import patch_vision_tower
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -115,6 +118,14 @@ def quantization_kwargs(load_in_4bit: bool) -> dict[str, Any]:
     return {"quantization_config": config, "device_map": {"": 0 if torch.cuda.is_available() else "cpu"}}
 
 
+def patch_tokens(settings: ImageSettings, vision_config: Any, tome_r: int = 0, merged_layers: int | None = None) -> int:
+    """Patch tokens per frame of a ViT with `vision_config` on frames of `settings.size`, after ToMe merged `tome_r` of
+    them in each of `merged_layers` layers (all of them when None)."""
+    patches = (settings.size[0] // vision_config.patch_size) * (settings.size[1] // vision_config.patch_size)
+    layers = vision_config.num_hidden_layers if merged_layers is None else merged_layers
+    return tokens_after_merging(patches, tome_r, layers)
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """Put `module` in eval mode with every parameter frozen."""
     module.requires_grad_(False)
@@ -124,13 +135,27 @@ def freeze(module: nn.Module) -> nn.Module:
 class HFVisionEncoder(VisionEncoder):
     """A frozen vision tower: frames are preprocessed in torch and encoded `chunk_size` at a time.
 
-    Subclasses implement `encode_pixels` (`[t, 3, h, w]` -> `[t, N, D]`).
+    With `tome_r > 0` the `tower` is patched in place with Token Merging (`tome_r` tokens merged in each layer); the
+    subclass passes the `tokens_per_frame` that the patched tower gives (see `patch_tokens`). Subclasses implement
+    `encode_pixels` (`[t, 3, h, w]` -> `[t, N, D]`).
     """
 
-    def __init__(self, settings: ImageSettings, output_dim: int, tokens_per_frame: int, chunk_size: int) -> None:
+    def __init__(
+        self,
+        tower: nn.Module,
+        settings: ImageSettings,
+        output_dim: int,
+        tokens_per_frame: int,
+        chunk_size: int,
+        tome_r: int = 0,
+    ) -> None:
         super().__init__()
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if tome_r < 0:
+            raise ValueError(f"tome_r must be >= 0, got {tome_r}")
+        if tome_r:
+            patch_vision_tower(tower, tome_r)
         self.settings = settings
         self.output_dim = output_dim
         self.tokens_per_frame = tokens_per_frame
@@ -166,14 +191,16 @@ class CLIPVisionEncoder(HFVisionEncoder):
         chunk_size: int = 32,
         feature_layer: int = -1,
         load_in_4bit: bool = False,
+        tome_r: int = 0,
     ) -> None:
         from transformers import CLIPVisionModel
 
         model = CLIPVisionModel.from_pretrained(path, local_files_only=True, **quantization_kwargs(load_in_4bit))
         config = model.config
         settings = read_image_settings(path, config.image_size, CLIP_MEAN, CLIP_STD)
-        patches = (settings.size[0] // config.patch_size) * (settings.size[1] // config.patch_size)
-        super().__init__(settings, config.hidden_size, patches, chunk_size)
+        merged_layers = range(config.num_hidden_layers + 1)[feature_layer]  # hidden_states[0] is the embeddings
+        patches = patch_tokens(settings, config, tome_r, merged_layers)
+        super().__init__(model, settings, config.hidden_size, patches, chunk_size, tome_r)
         self.model = freeze(model)
         self.feature_layer = feature_layer
 
@@ -187,14 +214,16 @@ class CLIPVisionEncoder(HFVisionEncoder):
 class SiglipVisionEncoder(HFVisionEncoder):
     """SigLIP vision tower (no class token): all patch tokens of the last layer, `[T, (S/P)^2, D]`."""
 
-    def __init__(self, path: str | os.PathLike, chunk_size: int = 32, load_in_4bit: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike, chunk_size: int = 32, load_in_4bit: bool = False, tome_r: int = 0
+    ) -> None:
         from transformers import SiglipVisionModel
 
         model = SiglipVisionModel.from_pretrained(path, local_files_only=True, **quantization_kwargs(load_in_4bit))
         config = model.config
         settings = read_image_settings(path, config.image_size, HALF, HALF)
-        patches = (settings.size[0] // config.patch_size) * (settings.size[1] // config.patch_size)
-        super().__init__(settings, config.hidden_size, patches, chunk_size)
+        patches = patch_tokens(settings, config, tome_r)
+        super().__init__(model, settings, config.hidden_size, patches, chunk_size, tome_r)
         self.model = freeze(model)
 
     def encode_pixels(self, pixels: Tensor) -> Tensor:
@@ -217,16 +246,15 @@ class Blip2VisionEncoder(HFVisionEncoder):
         settings: ImageSettings,
         output: str = "qformer",
         chunk_size: int = 32,
+        tome_r: int = 0,
     ) -> None:
         if output not in ("qformer", "patches"):
             raise ValueError(f"output must be 'qformer' or 'patches', got {output!r}")
-        vision_config = vision_model.config
         if output == "qformer":
             dim, tokens = query_tokens.shape[-1], query_tokens.shape[-2]
         else:
-            dim = vision_config.hidden_size
-            tokens = (settings.size[0] // vision_config.patch_size) * (settings.size[1] // vision_config.patch_size)
-        super().__init__(settings, dim, tokens, chunk_size)
+            dim, tokens = vision_model.config.hidden_size, patch_tokens(settings, vision_model.config, tome_r)
+        super().__init__(vision_model, settings, dim, tokens, chunk_size, tome_r)
         self.vision_model = freeze(vision_model)
         self.qformer = freeze(qformer)
         self.query_tokens = query_tokens
@@ -235,11 +263,17 @@ class Blip2VisionEncoder(HFVisionEncoder):
 
     @classmethod
     def from_blip2(
-        cls, model: nn.Module, path: str | os.PathLike, output: str = "qformer", chunk_size: int = 32
+        cls,
+        model: nn.Module,
+        path: str | os.PathLike,
+        output: str = "qformer",
+        chunk_size: int = 32,
+        tome_r: int = 0,
     ) -> Blip2VisionEncoder:
-        """Wrap the vision side of a loaded `Blip2ForConditionalGeneration` (image settings from `path`)."""
+        """Wrap the vision side of a loaded `Blip2ForConditionalGeneration` (image settings from `path`); `tome_r > 0`
+        patches its vision tower in place."""
         settings = read_image_settings(path, model.config.vision_config.image_size, CLIP_MEAN, CLIP_STD)
-        return cls(model.vision_model, model.qformer, model.query_tokens, settings, output, chunk_size)
+        return cls(model.vision_model, model.qformer, model.query_tokens, settings, output, chunk_size, tome_r)
 
     @classmethod
     def from_pretrained(
@@ -248,6 +282,7 @@ class Blip2VisionEncoder(HFVisionEncoder):
         output: str = "qformer",
         chunk_size: int = 32,
         load_in_4bit: bool = False,
+        tome_r: int = 0,
     ) -> Blip2VisionEncoder:
         """Load a BLIP-2 folder and keep only its vision side (the language model is dropped)."""
         from transformers import Blip2ForConditionalGeneration
@@ -255,7 +290,7 @@ class Blip2VisionEncoder(HFVisionEncoder):
         model = Blip2ForConditionalGeneration.from_pretrained(
             path, local_files_only=True, **quantization_kwargs(load_in_4bit)
         )
-        return cls.from_blip2(model, path, output, chunk_size)
+        return cls.from_blip2(model, path, output, chunk_size, tome_r)
 
     def encode_pixels(self, pixels: Tensor) -> Tensor:
         image_embeds = self.vision_model(pixel_values=pixels).last_hidden_state
