@@ -73,7 +73,7 @@ class STAC(Compressor):
         family=Family.STATE_SPACE,
         knobs=(Knob("keep", keep_settings),),
         paper_config={"dim": 768, "keep": 16, "num_heads": 4},
-        paper_source="Kwon & Kang 2025 (STAC) on BLIP-2 / InstructBLIP Q-Former output: 32 slots of width 768, keep 16",
+        paper_source="STAC Sec. III.2 (4 queries, Top-K over time), Table 3 (K = 16 best): 32 Q-Former slots of 768",
     )
 
     def __init__(

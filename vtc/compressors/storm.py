@@ -35,7 +35,7 @@ class STORM(Compressor):
         family=Family.STATE_SPACE,
         knobs=(Knob("temporal_pool", frames_down), Knob("spatial_pool", side_down)),
         paper_config={"dim": 1152, "num_layers": 1, "temporal_pool": 4, "spatial_pool": 2},
-        paper_source="Jiang et al. 2025: SigLIP-width tokens (1152), temporal pool 4, 2x2 spatial pool",
+        paper_source="STORM abstract (Mamba encoder, temporal + spatial pooling); SigLIP width 1152, pools are ours",
     )
 
     def __init__(

@@ -68,7 +68,7 @@ class TimeAxisAggregator(Compressor):
         family=Family.STATE_SPACE,
         knobs=(Knob("keep_ratio", up_to_frames, lambda kept, frames: kept / frames),),  # frames kept / T
         paper_config={"dim": 1024, "anchor_pool": 2, "keep_ratio": 0.5},
-        paper_source="Kim & Seo 2025 (MambaMia), time-axis aggregator: d_model 1024 anchors, half the frames kept",
+        paper_source="Hierarchical MambaMia Fig. 2(c) (delta-time frame selection); width and keep ratio are ours",
         streaming=lambda config: config["threshold"] is not None,  # keep_ratio needs the whole video's delta-time
     )
 

@@ -107,7 +107,7 @@ class TSTAR(Compressor):
         ),
         presets={"mambamia": {"block": "mambamia", "query_interval": 10, "frame_ratio": 1 / 3}},
         paper_config={"dim": 1024, "query_interval": 10, "num_layers": 14, "frame_ratio": 1 / 3, "block": "mambamia"},
-        paper_source="Kim & Seo 2025 (MambaMia) at d_model 1024; 14 layers give the ~100M parameters the paper reports",
+        paper_source="MambaMia Sec. 4 (k = 10, s = 1/3, 100 tokens a frame), supplement (~100M parameters: 14 layers)",
         streaming=lambda config: config["per_frame"] or config["block"] == "mamba",
     )
 
