@@ -13,7 +13,8 @@ from tiny_hf import save_blip2, save_causal_lm, save_vision
 
 import vtc
 from vtc.compressors import compressor_class
-from vtc.lmm.model import VideoLMM, salient_window
+from vtc.lmm.model import VideoLMM
+from vtc.lmm.saliency import salient_window
 from vtc.video import VideoClip
 
 QUERIES = ["the person opens a door", "the person sits down"]
@@ -29,6 +30,7 @@ COMPRESSOR_KWARGS = {
     "frame-mean": {},
     "mambamia": {"query_interval": 4, "num_layers": 1, "d_state": 4},
     "none": {},
+    "random": {"keep_tokens": 8},
     "resampler2d": {"num_queries": 4, "depth": 1, "num_heads": 4},
     "resampler3d": {"num_queries": 8, "depth": 1, "num_heads": 4},
     "stac": {"keep": 4, "d_state": 4},
@@ -248,9 +250,9 @@ def test_timestamp_tokens_precede_each_frame(folders):
     model = vtc.build_model(model_config(folders, "clip_llama", timestamp_tokens=True))
     plain = vtc.build_model(model_config(folders, "clip_llama"))
     batch = frames_batch()
-    with_times = model.visual_embeddings(model.compress(batch))
-    without = plain.visual_embeddings(plain.compress(batch))
-    marker_lengths = [len(model.embed_text(f"{t:.1f}s")[0]) for t in batch["timestamps"][0].tolist()]
+    with_times = model.visual_embeddings(model.visual_tokens(batch))
+    without = plain.visual_embeddings(plain.visual_tokens(batch))
+    marker_lengths = [len(model.sequence_builder.embed_text(f"{t:.1f}s")[0]) for t in batch["timestamps"][0].tolist()]
     assert len(with_times[0]) == len(without[0]) + sum(marker_lengths)
     assert torch.isfinite(model(batch))
 
@@ -259,11 +261,11 @@ def test_time_embedding_starts_neutral_learns_and_round_trips(folders, tmp_path)
     torch.manual_seed(0)
     model = vtc.build_model(model_config(folders, "blip2_t5", time_embedding=True))
     batch = frames_batch()
-    compressed = model.compress(batch)
+    compressed = model.visual_tokens(batch)
     plain = model.projector.layers(compressed.tokens)
     torch.testing.assert_close(model.projector(compressed.tokens, compressed.timestamps), plain)  # zero-initialised
     train(model, batch, steps=3, lr=1e-2)
-    compressed = model.compress(batch)
+    compressed = model.visual_tokens(batch)
     moved = model.projector(compressed.tokens, compressed.timestamps)
     shifted = model.projector(compressed.tokens, compressed.timestamps + 5.0)
     assert (moved - shifted).abs().amax() > 1e-4  # the same tokens at other times now embed differently
@@ -331,12 +333,13 @@ def test_time_tokens_mark_frames_train_and_round_trip(folders, setup, tmp_path):
     model = vtc.build_model(model_config(folders, setup, time_tokens=5, answer_template="brackets"))
     plain = vtc.build_model(model_config(folders, setup))
     batch = {**frames_batch(), "duration": [DURATION, DURATION]}
+    builder = model.sequence_builder
     ids = model.tokenizer.convert_tokens_to_ids([f"<t{index}>" for index in range(5)])
     assert len(set(ids)) == 5 and model.tokenizer.unk_token_id not in ids
-    assert model.answer_text(batch) == ["[[<t1>, <t3>]]", "[[<t0>, <t2>]]"]  # 5 points 1.5 s apart over 6 s
-    assert all(len(model.embed_text(f"<t{index}>")[0]) == 1 for index in range(5))
-    marked = model.visual_embeddings(model.compress(batch), batch["duration"])
-    unmarked = plain.visual_embeddings(plain.compress(batch))
+    assert builder.answer_text(batch) == ["[[<t1>, <t3>]]", "[[<t0>, <t2>]]"]  # 5 points 1.5 s apart over 6 s
+    assert all(len(builder.embed_text(f"<t{index}>")[0]) == 1 for index in range(5))
+    marked = model.visual_embeddings(model.visual_tokens(batch), batch["duration"])
+    unmarked = plain.visual_embeddings(plain.visual_tokens(batch))
     assert [len(m) - len(u) for m, u in zip(marked, unmarked, strict=True)] == [3, 2]  # one marker per frame
     with pytest.raises(ValueError, match="duration"):
         model(frames_batch())
@@ -344,8 +347,8 @@ def test_time_tokens_mark_frames_train_and_round_trip(folders, setup, tmp_path):
     assert losses[-1] < losses[0]
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert any("token_adapter" in name or "trainable_tokens" in name for name in trainable), trainable
-    assert model.parse_answer("[[<t1>, <t3>]]", DURATION).window == (1.5, 4.5)
-    assert model.parse_answer("[[<t2>, <t2>]]", DURATION).window == (2.25, 3.75)
+    assert builder.parse_answer("[[<t1>, <t3>]]", DURATION).window == (1.5, 4.5)
+    assert builder.parse_answer("[[<t2>, <t2>]]", DURATION).window == (2.25, 3.75)
     loaded = reloaded(model, batch, tmp_path)
     assert loaded.predict(clip(0), QUERIES[0]) == model.predict(clip(0), QUERIES[0])
 
@@ -354,32 +357,33 @@ def test_saliency_loss_supervises_frames_reads_windows_and_round_trips(folders, 
     torch.manual_seed(0)
     model = vtc.build_model(model_config(folders, "blip2_t5", saliency_loss=1.0, readout="saliency"))
     batch = {**frames_batch(), "duration": [DURATION, DURATION]}
+    builder = model.sequence_builder
     model.eval()
     with torch.no_grad():
-        timed = model.timed_visual_embeddings(model.compress(batch))
+        timed = model.timed_visual_embeddings(model.visual_tokens(batch))
         times = [t for _, t in timed]
-        inputs = model.inputs([embeds for embeds, _ in timed], QUERIES, model.answer_text(batch))
+        inputs = builder.inputs([embeds for embeds, _ in timed], QUERIES, builder.answer_text(batch))
         outputs = model.llm(**inputs)
-        saliency = model.saliency_loss(outputs.encoder_last_hidden_state, times, WINDOWS)
+        saliency = model.saliency_head.loss(outputs.encoder_last_hidden_state, times, WINDOWS)
         torch.testing.assert_close(model(batch), outputs.loss + saliency)
         model.saliency_head.weight.zero_()
         model.saliency_head.bias.fill_(0.0)
-        at_zero = model.saliency_loss(outputs.encoder_last_hidden_state, times, WINDOWS)
+        at_zero = model.saliency_head.loss(outputs.encoder_last_hidden_state, times, WINDOWS)
     assert at_zero.item() == pytest.approx(math.log(2.0))
     losses = train(model, batch, steps=40, lr=1e-2)
     assert losses[-1] < losses[0]
     model.eval()
     answers = model.answer_windows(batch)  # read from the saliency head
     with torch.no_grad():
-        timed = model.timed_visual_embeddings(model.compress(batch))
-        inputs = model.inputs([embeds for embeds, _ in timed], QUERIES, None)
+        timed = model.timed_visual_embeddings(model.visual_tokens(batch))
+        inputs = builder.inputs([embeds for embeds, _ in timed], QUERIES, None)
         hidden = model.language_model.get_encoder()(**inputs).last_hidden_state
-        scored = model.time_scores(hidden, [t for _, t in timed])
-        trained = model.saliency_loss(hidden, [t for _, t in timed], WINDOWS)
+        scored = model.saliency_head.time_scores(hidden, [t for _, t in timed])
+        trained = model.saliency_head.loss(hidden, [t for _, t in timed], WINDOWS)
     assert trained < at_zero  # the head learnt the frames in the windows
     expected = [salient_window(times.double(), scores, DURATION) for times, scores in scored]
     assert [parsed.window for _, parsed in answers] == expected
-    assert [model.parse_answer(text, DURATION).window for text, _ in answers] == [pytest.approx(w) for w in expected]
+    assert [builder.parse_answer(text, DURATION).window for text, _ in answers] == [pytest.approx(w) for w in expected]
     model.save_pretrained(tmp_path)
     assert (tmp_path / "saliency_head.safetensors").is_file()
     loaded = VideoLMM.from_pretrained(tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
 
@@ -9,12 +11,15 @@ class VisionEncoder(nn.Module):
     """Maps video frames to per-frame visual tokens.
 
     Subclasses set `output_dim` (D) and `tokens_per_frame` (N) and implement `encode`; `supports_training` is
-    True where gradients flow through `encode` (else it runs without them).
+    True where gradients flow through `encode` (else it runs without them); `stores_weights_in_checkpoint` is True
+    for an encoder built from its config alone (random, or from a weights file that may not stay beside the
+    checkpoint), whose weights a model checkpoint therefore stores.
     """
 
     output_dim: int
     tokens_per_frame: int
     supports_training: bool = False
+    stores_weights_in_checkpoint: ClassVar[bool] = False
 
     def encode(self, frames: Tensor) -> Tensor:
         """Encode frames.

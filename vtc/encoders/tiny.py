@@ -16,6 +16,7 @@ class TinyVisionEncoder(VisionEncoder):
     """
 
     supports_training = True
+    stores_weights_in_checkpoint = True
 
     def __init__(
         self, image_size: int = 32, patch_size: int = 8, dim: int = 32, depth: int = 2, heads: int = 2

@@ -35,7 +35,6 @@ _ANY_NUMBER = re.compile(_NUMBER)
 _TIME_TOKEN = re.compile(r"<t(\d+)>")
 
 
-
 @dataclass(frozen=True)
 class ParsedWindow:
     """A parsed answer: `window` is `(start, end)` seconds with `0 <= start < end <= duration`, or None.

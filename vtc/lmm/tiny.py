@@ -12,13 +12,30 @@ from typing import Any
 
 import torch
 
+from vtc.lmm.answers import TEMPLATES
+from vtc.lmm.config import DEFAULT_PROMPT, DEFAULT_QUESTION
+
 SPECIAL = ["<pad>", "</s>", "<unk>"]
-CORPUS_WORDS = "It starts at and ends seconds when does the person open a door walk sit down find moment video"
+# Words of the queries that the tests and examples ask about ("the person opens a door").
+QUERY_WORDS = "the person open a door walk sit down find moment video"
 LM_KINDS = ("t5", "llama", "qwen2", "opt")
 
 
+def tokenizer_corpus(extra_words: Iterable[str] = ()) -> list[str]:
+    """Training texts of the tiny tokenizer: answers in both templates (400 windows), then one line of the
+    default prompt and question around `QUERY_WORDS`, and `extra_words`."""
+    answers = [
+        f"{TEMPLATES['sentence'].format(start=f'{s}.{d}', end=f'{s + 3}.{d}')} "
+        f"{TEMPLATES['brackets'].format(start=s, end=s + 2)}"
+        for s in range(40)
+        for d in range(10)
+    ]
+    words = " ".join([DEFAULT_PROMPT, DEFAULT_QUESTION.format(query=QUERY_WORDS), *extra_words])
+    return [*answers, words]
+
+
 def save_tokenizer(directory: str | Path, extra_words: Iterable[str] = (), vocab_size: int = 400) -> int:
-    """Train a small byte-level BPE over the answer templates (and `extra_words`); save it; return its size."""
+    """Train a small byte-level BPE on `tokenizer_corpus(extra_words)`; save it; return its size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -28,11 +45,7 @@ def save_tokenizer(directory: str | Path, extra_words: Iterable[str] = (), vocab
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    corpus = [
-        f"It starts at {s}.{d} and ends at {s + 3}.{d} seconds. [[{s}, {s + 2}]]" for s in range(40) for d in range(10)
-    ]
-    words = " ".join([CORPUS_WORDS, *extra_words])
-    tokenizer.train_from_iterator([*corpus, words] * 3, trainer)
+    tokenizer.train_from_iterator(tokenizer_corpus(extra_words) * 3, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     fast.save_pretrained(directory)
     return tokenizer.get_vocab_size()
