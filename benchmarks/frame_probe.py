@@ -29,21 +29,18 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from vtc.data.synthetic import NUM_OBJECT_CLASSES, SyntheticMoments, object_class_index
+from vtc.data.batch import collate
 from vtc.encoders.base import VisionEncoder
-from vtc.encoders.scene import (
-    SceneEncoder,
-    cached_scene_encoder,
-    class_attributes,
-    slot_states,
-    temporal_changes,
-)
 from vtc.encoders.tiny import TinyVisionEncoder
+from vtc.eval.predict import predict_windows, score
 from vtc.lmm.model import build_model
 from vtc.lmm.tiny import save_tiny_lm
-from vtc.train.data import SYNTHETIC_WORDS, SyntheticSamples, collate
-from vtc.train.trainer import predict_windows, score
 from vtc.utils.options import parse_key_values
+from vtc.world.pretrain import cached_scene_encoder
+from vtc.world.raster import NUM_OBJECT_CLASSES, object_class_index
+from vtc.world.scene_encoder import SceneEncoder, class_attributes, slot_states, temporal_changes
+from vtc.world.source import SYNTHETIC_WORDS, SyntheticSamples
+from vtc.world.synthetic import SyntheticMoments
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_FRAMES = 16

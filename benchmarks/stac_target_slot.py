@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from vtc.data.synthetic import COLOURS, SHAPES, object_class_index
+from vtc.data.batch import collate
+from vtc.eval.predict import predict_windows, score
 from vtc.train.checkpoint import load_model
 from vtc.train.config import RESOLVED_CONFIG_NAME, load_train_config
-from vtc.train.data import collate, synthetic_test_samples
-from vtc.train.trainer import predict_windows, score
+from vtc.world.raster import COLOURS, SHAPES, object_class_index
+from vtc.world.source import synthetic_test_samples
 
 
 def queried_slot(query: str) -> int:
@@ -44,7 +45,7 @@ def main() -> None:
         model = load_model(checkpoint).eval()
         records = predict_windows(model, test, range(len(test)), batch_size=16)
         with torch.no_grad():
-            kept_slots = model.compress(collate([test[i] for i in range(len(test))])).aux["kept_slots"].tolist()
+            kept_slots = model.visual_tokens(collate([test[i] for i in range(len(test))])).aux["kept_slots"].tolist()
         kept = [queried_slot(test[i]["query"]) in slots for i, slots in enumerate(kept_slots)]
         parts = {
             name: [r for r, k in zip(records, kept, strict=True) if k == flag]

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
-from vtc.compare import blind_baseline
-from vtc.data.synthetic import SyntheticMoments
+from vtc.eval.predict import predict_windows, score
 from vtc.train.checkpoint import load_model
 from vtc.train.config import load_train_config
-from vtc.train.data import synthetic_test_samples
-from vtc.train.trainer import Trainer, predict_windows, score
+from vtc.train.trainer import Trainer
+from vtc.world.compare.blind import blind_baseline
+from vtc.world.source import synthetic_test_samples
+from vtc.world.synthetic import SyntheticMoments
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT / "configs" / "model" / "tiny.yaml", ROOT / "configs" / "data" / "synthetic.yaml"]

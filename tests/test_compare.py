@@ -7,8 +7,9 @@ import json
 import numpy as np
 from tiny_runs import tiny_run_overrides
 
-from vtc.compare import PRESETS, CompareSettings, best_constant_window, budget_name, compare
 from vtc.compressors import list_compressors
+from vtc.world.compare.blind import best_constant_window
+from vtc.world.compare.run import PRESETS, CompareSettings, budget_name, compare
 
 
 def test_compare_writes_tables_plot_and_blind_baseline(tmp_path):

@@ -9,21 +9,24 @@ from safetensors.torch import save_file
 from tiny_hf import save_causal_lm
 
 import vtc
-from vtc.data.synthetic import COLOURS, NUM_OBJECT_CLASSES, SHAPES, SyntheticMoments, object_class_index
+from vtc.data.batch import collate
 from vtc.encoders import build_encoder
-from vtc.encoders.scene import (
+from vtc.lmm.model import VideoLMM
+from vtc.train.data import EncodedSamples
+from vtc.world.pretrain import pretrain_scene_encoder
+from vtc.world.raster import COLOURS, NUM_OBJECT_CLASSES, SHAPES, object_class_index
+from vtc.world.scene_encoder import (
     AREA_SCALE,
     CHANGE_SCALE,
     SceneEncoder,
     class_attributes,
     hard_assignment,
-    pretrain_scene_encoder,
     slot_states,
     temporal_changes,
     temporal_median,
 )
-from vtc.lmm.model import VideoLMM
-from vtc.train.data import EncodedSamples, SyntheticSamples, collate
+from vtc.world.source import SyntheticSamples
+from vtc.world.synthetic import SyntheticMoments
 
 
 def test_slot_states_read_area_and_centre():

@@ -12,7 +12,9 @@ import torch
 from vtc.cli import main
 from vtc.data.moment import load_charades_sta, load_moment_jsonl
 from vtc.data.qa import load_choice_jsonl
-from vtc.data.synthetic import COLOURS, SHAPES, VARIANTS, SyntheticMoments, object_class_index, write_mp4
+from vtc.world.raster import COLOURS, SHAPES, object_class_index, write_mp4
+from vtc.world.synthetic import VARIANTS, SyntheticMoments
+from vtc.world.tracks import distractor_track
 
 
 def test_deterministic_per_seed_and_index():
@@ -61,11 +63,10 @@ def test_events_are_rendered_in_their_window():
 
 
 def test_distractors_share_colour_or_shape_but_not_both():
-    dataset = SyntheticMoments(num_videos=1)
     rng = np.random.default_rng(0)
     times = np.arange(10, dtype=np.float32)
     for number in range(6):
-        track = dataset.distractor_track(rng, times, 64.0, "red", "circle", number)
+        track = distractor_track(rng, times, (64, 64), "red", "circle", number)
         shares_colour = np.allclose(track.colour, COLOURS["red"])
         assert shares_colour != (track.shape == "circle")
         assert (track.x >= track.radius - 1e-3).all() and (track.x <= 64 - track.radius + 1e-3).all()

@@ -18,6 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+import vtc.world  # noqa: F401  (registers the synthetic data source and the scene encoder that the runs use)
 from vtc.lmm.model import VideoLMM
 from vtc.train.config import load_train_config, parse_override, save_train_config
 from vtc.train.trainer import Trainer, warmup_cosine

@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("eval", ("vtc.eval", "vtc.eval.*")),
     ("train", ("vtc.train", "vtc.train.*")),
     ("bench", ("vtc.bench", "vtc.bench.*")),
-    ("world", ("vtc.world", "vtc.world.*", "vtc.compare", "vtc.demo")),
+    ("world", ("vtc.world", "vtc.world.*")),
 )
 ORDER = ("utils", "foundations", "compressors", "encoders", "lmm", "eval", "train", "bench", "world", "cli")
 

@@ -24,7 +24,7 @@ RESOLVED_CONFIG_NAME = "config.yaml"
 
 @dataclass
 class ModelConfig:
-    """`lmm`: the `VideoLMM` config (see `vtc.lmm.model.DEFAULTS`). `tiny_lm`: when set, a tiny random language
+    """`lmm`: the `VideoLMM` config (see `vtc.lmm.config.DEFAULTS`). `tiny_lm`: when set, a tiny random language
     model is written (`vtc.lmm.tiny.save_tiny_lm` arguments: kind, hidden, layers, heads) under the run directory
     and used as `lmm.llm.path`, so a CPU run needs no download."""
 
@@ -34,14 +34,15 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """`source: "synthetic"` renders `vtc.data.synthetic.SyntheticMoments(**synthetic)` in memory (train seed
-    `synthetic.seed`, validation seed `val_seed`); `source: "files"` reads `train` / `val` annotations with
-    `vtc.data.load_moments` (`durations` csv for Charades-STA text, videos under `video_dir`).
+    """`source` names a registered data source (`vtc.train.data.register_data_source`): `"files"` reads `train` /
+    `val` annotations with `vtc.data.load_moments` (`durations` csv for Charades-STA text, videos under
+    `video_dir`); `"synthetic"`, registered by `import vtc.world`, renders the embedded benchmark in memory from the
+    settings in `synthetic` (train seed `synthetic.seed`, validation seed `val_seed`).
     `num_frames` frames are sampled uniformly per video (the middle frame of equal segments);
     `cache_in_memory` keeps rendered synthetic samples (each rendered once) and, where the encoder is frozen, each
     video's encoder features instead of its frames (`EncodedSamples`)."""
 
-    source: str = "synthetic"
+    source: str = "files"
     synthetic: dict[str, Any] = field(default_factory=dict)
     num_train: int = 1000
     num_val: int = 100
@@ -72,7 +73,7 @@ class OptimConfig:
 @dataclass
 class RunConfig:
     """Output folder, seed, evaluation / checkpoint cadence and early stopping (on validation mIoU);
-    `cache_dir` keeps what runs share (a pre-trained `scene` encoder)."""
+    `cache_dir` keeps what runs share (e.g. encoder weights that a data source pre-trains)."""
 
     output_dir: str = "runs/default"
     cache_dir: str = "runs/cache"

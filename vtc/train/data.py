@@ -1,67 +1,19 @@
-"""Training data: moment-retrieval samples (synthetic or from files), a resumable sharded batch order, collation."""
+"""Training data: the registry of data sources (`files` built in; others, such as the embedded benchmark's
+`synthetic`, registered by their package), moment samples read from files, a resumable sharded batch order, and the
+frozen encoder's in-memory feature cache."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from vtc.data.moment import load_moments
-from vtc.data.synthetic import COLOURS, EVENTS, SHAPES, SyntheticMoments
-from vtc.train.config import DataConfig
-from vtc.utils.batching import pad_frames
-
-SYNTHETIC_WORDS = (*SHAPES, *COLOURS, *EVENTS, "turns", "Query:", "When does it happen?", "Video:")
-
-
-def uniform_frame_indices(total: int, count: int) -> np.ndarray:
-    """Indices of the frame at the middle of each of `count` equal segments of `total` frames."""
-    return np.floor((np.arange(count) + 0.5) * total / count).astype(np.int64).clip(0, total - 1)
-
-
-class SyntheticSamples(Dataset):
-    """`SyntheticMoments` items with `num_frames` frames sampled uniformly: `frames [num_frames, H, W, 3]` uint8,
-    `timestamps [num_frames]`, `query`, `window (start, end)`, `duration`, `qid`. With `cache`, each sample is
-    rendered once and kept in memory (num_frames * H * W * 3 bytes each)."""
-
-    def __init__(self, moments: SyntheticMoments, num_frames: int, cache: bool = False) -> None:
-        self.moments = moments
-        self.indices = uniform_frame_indices(moments.num_frames, num_frames)
-        self.cache: dict[int, dict[str, Any]] | None = {} if cache else None
-
-    def __len__(self) -> int:
-        return len(self.moments)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if self.cache is None:
-            return self.sample(index)
-        if index not in self.cache:
-            self.cache[index] = self.sample(index)
-        return self.cache[index]
-
-    def sample(self, index: int) -> dict[str, Any]:
-        """Render the `num_frames` sampled frames of sample `index`."""
-        video = self.moments.render(index, self.indices)
-        return {
-            "qid": video.video_id,
-            "frames": torch.from_numpy(video.frames),
-            "timestamps": torch.from_numpy(video.timestamps),
-            "query": video.query,
-            "window": video.window,
-            "duration": video.duration,
-        }
-
-
-def synthetic_test_samples(data: DataConfig, num_videos: int, cache: bool = False) -> SyntheticSamples:
-    """The held-out synthetic test split of a data config: `num_videos` videos with a seed of their own
-    (`val_seed + 1`, so neither the training nor the validation split), `num_frames` frames each."""
-    moments = SyntheticMoments(num_videos=num_videos, **{**data.synthetic, "seed": data.val_seed + 1})
-    return SyntheticSamples(moments, data.num_frames, cache)
+from vtc.train.config import DataConfig, TrainConfig
 
 
 class VideoFileSamples(Dataset):
@@ -92,27 +44,68 @@ class VideoFileSamples(Dataset):
         }
 
 
-def build_datasets(config: DataConfig) -> tuple[Dataset, Dataset]:
-    """The train and validation datasets of a data config."""
-    if config.source == "synthetic":
-        train = SyntheticMoments(num_videos=config.num_train, **config.synthetic)
-        val = SyntheticMoments(num_videos=config.num_val, **{**config.synthetic, "seed": config.val_seed})
-        return (
-            SyntheticSamples(train, config.num_frames, config.cache_in_memory),
-            SyntheticSamples(val, config.num_frames, config.cache_in_memory),
+def file_datasets(config: DataConfig) -> tuple[Dataset, Dataset]:
+    """The `files` source: `train` / `val` annotation files read with `load_moments`, items without a video
+    dropped."""
+    if config.train is None or config.val is None:
+        raise ValueError("data.source 'files' needs data.train and data.val annotation paths")
+    splits = []
+    for path in (config.train, config.val):
+        items, report = load_moments(path, config.durations, config.video_dir)
+        items = [item for item in items if item.video_path is not None]
+        if not items:
+            raise ValueError(f"{path}: no usable item ({report})")
+        splits.append(VideoFileSamples(items, config.num_frames, config.frame_size))
+    return splits[0], splits[1]
+
+
+EncoderHook = Callable[[dict[str, Any], TrainConfig], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A named source of moment samples (`data.source`).
+
+    `build(config)` gives the train and validation datasets of a data config; `words` are the words its queries and
+    prompts use (added to a tiny language model's vocabulary); `complete_encoder(encoder, config)`, when set, fills
+    in an encoder config before the model is built (e.g. pre-trains weights that the config does not name, once,
+    cached in `run.cache_dir`): it must return the same config when called again, as every process calls it.
+    """
+
+    build: Callable[[DataConfig], tuple[Dataset, Dataset]]
+    words: tuple[str, ...] = ()
+    complete_encoder: EncoderHook | None = None
+
+
+DATA_SOURCES: dict[str, DataSource] = {"files": DataSource(file_datasets)}
+
+
+def register_data_source(name: str, source: DataSource) -> None:
+    """Make `source` the data source `name` (`data.source: name`); a name is registered once."""
+    if DATA_SOURCES.get(name, source) is not source:
+        raise ValueError(f"a data source named {name!r} is already registered")
+    DATA_SOURCES[name] = source
+
+
+def data_source(name: str) -> DataSource:
+    """The registered data source `name`; `ValueError` naming the registered ones otherwise."""
+    if name not in DATA_SOURCES:
+        raise ValueError(
+            f"data.source must be one of {sorted(DATA_SOURCES)}, got {name!r} (a package registers its sources when "
+            "imported: `import vtc.world` registers the embedded benchmark's `synthetic` source)"
         )
-    if config.source == "files":
-        if config.train is None or config.val is None:
-            raise ValueError("data.source 'files' needs data.train and data.val annotation paths")
-        splits = []
-        for path in (config.train, config.val):
-            items, report = load_moments(path, config.durations, config.video_dir)
-            items = [item for item in items if item.video_path is not None]
-            if not items:
-                raise ValueError(f"{path}: no usable item ({report})")
-            splits.append(VideoFileSamples(items, config.num_frames, config.frame_size))
-        return splits[0], splits[1]
-    raise ValueError(f"data.source must be 'synthetic' or 'files', got {config.source!r}")
+    return DATA_SOURCES[name]
+
+
+def build_datasets(config: DataConfig) -> tuple[Dataset, Dataset]:
+    """The train and validation datasets of a data config, from its registered source."""
+    return data_source(config.source).build(config)
+
+
+def complete_encoder(encoder: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
+    """`encoder` completed by the data source's `complete_encoder` hook (unchanged when it has none)."""
+    hook = data_source(config.data.source).complete_encoder
+    return dict(encoder) if hook is None else hook(dict(encoder), config)
 
 
 @dataclass
@@ -188,26 +181,3 @@ def features_key(split: str, encoder_config: dict[str, Any], data: DataConfig) -
     if "path" not in encoder_config:
         return None
     return json.dumps({"split": split, "encoder": encoder_config, "data": asdict(data)}, sort_keys=True, default=str)
-
-
-def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Samples -> a `VideoLMM` batch: lists of `frames [T_i, H, W, 3]` and `timestamps [T_i]` (or, from
-    `EncodedSamples`, `features [B, T, N, D]`, `timestamps [B, T]` and `frame_mask [B, T]`, padded over frames),
-    `query`, `window` (start, end) pairs, `duration`, `qid` and ground-truth `windows`."""
-    if "features" in samples[0]:
-        features, frame_mask = pad_frames([sample["features"] for sample in samples])
-        timestamps, _ = pad_frames([sample["timestamps"] for sample in samples])
-        visual: dict[str, Any] = {"features": features, "frame_mask": frame_mask, "timestamps": timestamps}
-    else:
-        visual = {
-            "frames": [sample["frames"] for sample in samples],
-            "timestamps": [sample["timestamps"] for sample in samples],
-        }
-    return {
-        **visual,
-        "query": [sample["query"] for sample in samples],
-        "window": [tuple(float(t) for t in sample["window"]) for sample in samples],
-        "windows": [sample.get("windows", [list(map(float, sample["window"]))]) for sample in samples],
-        "duration": [float(sample["duration"]) for sample in samples],
-        "qid": [str(sample["qid"]) for sample in samples],
-    }

@@ -8,13 +8,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from vtc.eval.predict import predict_windows, score
 from vtc.train.checkpoint import load_model
 from vtc.train.config import RESOLVED_CONFIG_NAME, load_train_config
 from vtc.train.data import build_datasets
-from vtc.train.trainer import PREDICTIONS_NAME, predict_windows, score
 from vtc.utils.io import atomic_write_text, write_jsonl
 
 METRICS_JSON = "metrics.json"
+PREDICTIONS_NAME = "predictions.jsonl"
 
 
 def resolve_checkpoint(path: Path) -> Path:

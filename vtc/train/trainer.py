@@ -2,7 +2,7 @@
 
 AdamW (STAC: lr 1e-5, weight decay 0.01; as Hugging Face's Trainer, no decay on biases and norm weights), linear
 warm-up over the first `warmup_ratio` of the steps then cosine decay to 0, gradient clipping, generation-based
-validation (`vtc.eval.evaluate_moments`) every `eval_every` steps with early stopping on validation mIoU,
+validation (`vtc.eval.predict`) every `eval_every` steps with early stopping on validation mIoU,
 metrics to `metrics.jsonl`, resumable checkpoints (`vtc.train.checkpoint`) that reproduce an uninterrupted run
 bit for bit on the same hardware and process count.
 """
@@ -13,33 +13,22 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from vtc.encoders.scene import DEFAULT_PRETRAIN_STEPS, DEFAULT_WIDTH, cached_scene_encoder
-from vtc.eval.moment import evaluate_moments
-from vtc.lmm.model import VideoLMM, build_model, load_config
+from vtc.data.batch import collate
+from vtc.eval.predict import predict_windows, score
+from vtc.lmm.model import build_model, load_config
 from vtc.lmm.tiny import save_tiny_lm
 from vtc.train.checkpoint import CheckpointStore
 from vtc.train.config import RESOLVED_CONFIG_NAME, DataConfig, TrainConfig, save_train_config
-from vtc.train.data import (
-    SYNTHETIC_WORDS,
-    BatchOrder,
-    EncodedSamples,
-    build_datasets,
-    collate,
-    features_key,
-)
+from vtc.train.data import BatchOrder, EncodedSamples, build_datasets, complete_encoder, data_source, features_key
 from vtc.utils.io import atomic_write_text
 
 METRICS_NAME = "metrics.jsonl"
 RESULTS_NAME = "results.json"
-PREDICTIONS_NAME = "predictions.jsonl"
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -59,30 +48,6 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
         {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
     ]
-
-
-@torch.no_grad()
-def predict_windows(model: VideoLMM, dataset: Dataset, indices: Sequence[int], batch_size: int) -> list[dict]:
-    """Generate answers for `dataset[indices]`: moment_detr-style prediction records (`qid`,
-    `pred_relevant_windows` `[[start, end, 1.0]]` or None when unparseable, the raw `text`) and ground truth."""
-    was_training = model.training
-    model.eval()
-    records = []
-    for first in range(0, len(indices), batch_size):
-        batch = collate([dataset[index] for index in indices[first : first + batch_size]])
-        answers = model.answer_windows(batch)
-        for (text, parsed), qid, windows in zip(answers, batch["qid"], batch["windows"], strict=True):
-            predicted = [[*parsed.window, 1.0]] if parsed.valid else None
-            records.append({"qid": qid, "pred_relevant_windows": predicted, "text": text, "relevant_windows": windows})
-    model.train(was_training)
-    return records
-
-
-def score(records: Sequence[dict]) -> dict[str, float | int]:
-    """`evaluate_moments` over prediction records that carry their ground truth."""
-    predictions = {record["qid"]: record["pred_relevant_windows"] for record in records}
-    ground_truth = {record["qid"]: np.asarray(record["relevant_windows"], dtype=np.float64) for record in records}
-    return evaluate_moments(predictions, ground_truth)
 
 
 class Trainer:
@@ -114,34 +79,27 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ setup
 
     def model_config(self) -> dict[str, Any]:
-        """The `VideoLMM` config, with `llm.path` pointing at the run's tiny LM when `model.tiny_lm` is set."""
+        """The `VideoLMM` config: `llm.path` pointing at the run's tiny LM when `model.tiny_lm` is set (its
+        vocabulary holding the data source's words), the encoder config completed by the data source."""
         lmm = dict(self.config.model.lmm)
         if self.config.model.tiny_lm is not None:
             path = self.output_dir / "tiny_lm"
             if self.accelerator.is_main_process and not (path / "config.json").exists():
-                options = {"extra_words": SYNTHETIC_WORDS, **self.config.model.tiny_lm}
-                save_tiny_lm(path, **options)
+                words = data_source(self.config.data.source).words
+                save_tiny_lm(path, **{"extra_words": words, **self.config.model.tiny_lm})
             self.accelerator.wait_for_everyone()
             lmm["llm"] = {**lmm.get("llm", {}), "path": str(path.resolve())}
-        encoder = lmm.get("encoder") or {}
-        if encoder.get("type") == "scene" and "path" not in encoder:
-            lmm["encoder"] = self.pretrained_scene_encoder(encoder)
+        if lmm.get("encoder"):
+            lmm["encoder"] = self.completed_encoder(lmm["encoder"])
         return load_config(lmm)
 
-    def pretrained_scene_encoder(self, encoder: dict[str, Any]) -> dict[str, Any]:
-        """A `scene` encoder config without weights gets weights pre-trained on this run's synthetic settings
-        (`pretrain_steps`, default `DEFAULT_PRETRAIN_STEPS`), trained once and cached in `run.cache_dir`."""
-        if self.config.data.source != "synthetic":
-            raise ValueError("a scene encoder without a weights path pre-trains on synthetic data only")
-        options = dict(encoder)
-        steps = int(options.pop("pretrain_steps", DEFAULT_PRETRAIN_STEPS))
-        width = int(options.get("width", DEFAULT_WIDTH))
-        arguments = (self.config.run.cache_dir, self.config.data.synthetic, width, steps)
+    def completed_encoder(self, encoder: dict[str, Any]) -> dict[str, Any]:
+        """The encoder config completed by the data source (`complete_encoder`): on the main process first, so
+        that whatever it prepares once (pre-trained weights) is cached before the other processes ask for it."""
         if self.accelerator.is_main_process:
-            cached_scene_encoder(*arguments)  # trains once; the other processes then read the cache
+            complete_encoder(encoder, self.config)
         self.accelerator.wait_for_everyone()
-        path, _ = cached_scene_encoder(*arguments)
-        return {**options, "path": str(path.resolve())}
+        return complete_encoder(encoder, self.config)
 
     def features_cache(self, split: str, encoder_config: dict[str, Any], data: DataConfig) -> dict[int, dict[str, Any]]:
         """The feature cache of a split: shared through `shared_features` when the encoder weights are pinned."""

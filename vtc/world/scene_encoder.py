@@ -5,7 +5,7 @@ already say which objects a frame holds. No such encoder exists for the syntheti
 one from the answer text alone (`benchmarks/frame_probe.py`). `SceneEncoder` is the stand-in: a small fully
 convolutional network (a small U-Net with factorised colour and shape heads) that labels every pixel with its object
 class (background or one of the 24 colour x shape pairs), trained with the renderer's per-pixel labels
-(`pretrain_scene_encoder`, about two CPU minutes) and then frozen. Its tokens read the segmentation (each pixel
+(`vtc.world.pretrain`, about two CPU minutes) and then frozen. Its tokens read the segmentation (each pixel
 given to its most likely class) out as one slot per class: a background slot and 24 object slots, each
 `[colour one-hot, shape one-hot, area, centre x, centre y]` (median-filtered over neighbouring frames) plus the
 change of (area, x, y) from the previous and to the next frame, the temporal context that a video encoder adds to
@@ -14,33 +14,23 @@ each frame.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from vtc.data.synthetic import COLOURS, NUM_OBJECT_CLASSES, SHAPES, SyntheticMoments, object_class_index
 from vtc.encoders.base import VisionEncoder
 from vtc.encoders.hf import check_frames
-from vtc.utils.io import atomic_save_safetensors, atomic_write_text
+from vtc.world.raster import COLOURS, NUM_OBJECT_CLASSES, SHAPES, object_class_index
 
 STATE = 3  # area, centre x, centre y
 # Feature scales that bring each part of a slot to about unit size (a shape covers ~2% of the frame and moves
 # ~0.2 of the [-1, 1] range between sampled frames): tokens far smaller than the text embeddings are ignored.
 AREA_SCALE, CHANGE_SCALE = 50.0, 5.0
-PRETRAIN_SEED = 2_000_003  # videos of their own: training, validation and test splits use other seeds
 MIN_PIXELS = 4  # a class covering fewer pixels of a frame is taken as absent (stray pixels, not an object)
 MEDIAN_FRAMES = 5  # window of the temporal median of the slot states
-SEGMENTER_VERSION = "unet-factorised-1"  # part of the cache key of pre-trained weights
-DEFAULT_WIDTH, DEFAULT_PRETRAIN_STEPS = 16, 2300
+DEFAULT_WIDTH = 16
 
 
 def class_attributes() -> Tensor:
@@ -156,6 +146,8 @@ class SceneEncoder(VisionEncoder):
     default: the slots' changes then come from the objects, not from segmentation noise).
     """
 
+    stores_weights_in_checkpoint = True
+
     def __init__(
         self, width: int = DEFAULT_WIDTH, path: str | None = None, hard: bool = True, median: bool = True
     ) -> None:
@@ -184,92 +176,3 @@ class SceneEncoder(VisionEncoder):
             states = temporal_median(states)
         attributes = self.attributes.expand(len(frames), -1, -1)
         return torch.cat([attributes, states, temporal_changes(states)], dim=-1)
-
-
-def pretrain_scene_encoder(
-    encoder: SceneEncoder,
-    moments: SyntheticMoments,
-    steps: int = DEFAULT_PRETRAIN_STEPS,
-    frames_per_step: int = 4,
-    lr: float = 3e-3,
-    progress: Callable[[int, float], None] | None = None,
-) -> dict[str, float]:
-    """Train `encoder.segmenter` to label pixels with their object class, on frames of fresh `moments` videos.
-
-    Each step renders `frames_per_step` frames (two from each of `frames_per_step / 2` videos), weights the
-    rare object pixels up (1 / sqrt(class frequency) within the batch) and takes one AdamW step under a cosine
-    schedule. Many small steps learn faster per CPU second than few large ones (the defaults: ~2 minutes on one
-    thread for ~97% of object pixels right). Returns the last loss, the object-pixel accuracy on 64 held-out
-    frames and the seconds taken.
-    """
-    started = time.perf_counter()
-    optimizer = torch.optim.AdamW(encoder.segmenter.parameters(), lr=lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    videos_per_step = max(frames_per_step // 2, 1)
-    rng = np.random.default_rng(moments.seed)
-    loss = torch.tensor(0.0)
-    encoder.train()
-    for step in range(steps):
-        frames, labels = labelled_frames(moments, range(step * videos_per_step, (step + 1) * videos_per_step), rng)
-        counts = torch.bincount(labels.flatten(), minlength=NUM_OBJECT_CLASSES).float()
-        weight = (counts.sum() / counts.clamp(min=1)).sqrt()
-        # `segment` gives log-probabilities, which cross-entropy's log-softmax leaves as they are: the weighted NLL
-        loss = nn.functional.cross_entropy(encoder.segment(frames), labels, weight=weight / weight.mean())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if progress is not None:
-            progress(step + 1, loss.item())
-    encoder.eval().requires_grad_(False)
-    frames, labels = labelled_frames(moments, range(len(moments) - 32, len(moments)), rng)
-    with torch.no_grad():
-        predicted = encoder.segment(frames).argmax(dim=1)
-    objects = labels > 0
-    accuracy = (predicted[objects] == labels[objects]).float().mean().item()
-    return {"loss": loss.item(), "object_accuracy": accuracy, "seconds": time.perf_counter() - started}
-
-
-def labelled_frames(moments: SyntheticMoments, indices: range, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
-    """Two random frames of each video `indices` of `moments`: uint8 `[F, H, W, 3]` and class labels `[F, H, W]`."""
-    frames, labels = [], []
-    for index in indices:
-        picked = np.sort(rng.choice(moments.num_frames, size=2, replace=False))
-        video = moments.render(index % len(moments), picked, labels=True)
-        frames.append(video.frames)
-        labels.append(video.labels)
-    return torch.from_numpy(np.concatenate(frames)), torch.from_numpy(np.concatenate(labels))
-
-
-def cached_scene_encoder(
-    cache_dir: str | Path,
-    synthetic: dict[str, Any],
-    width: int = DEFAULT_WIDTH,
-    steps: int = DEFAULT_PRETRAIN_STEPS,
-) -> tuple[Path, dict[str, Any]]:
-    """Weights of a `SceneEncoder(width)` pre-trained for `steps` on fresh videos with the `synthetic` settings.
-
-    Trained once (deterministically, without touching the caller's random state) and kept in `cache_dir` under a
-    name derived from the settings, with its report beside it; later calls return the cached file. Returns the
-    weights' path and the report (loss, held-out object-pixel accuracy, seconds).
-    """
-    settings = {
-        "synthetic": {k: v for k, v in synthetic.items() if k != "seed"},
-        "width": width,
-        "steps": steps,
-        "segmenter": SEGMENTER_VERSION,  # weights of an older architecture are not reused
-    }
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    path = Path(cache_dir) / f"scene-encoder-{key}.safetensors"
-    report_path = path.with_suffix(".json")
-    if path.exists() and report_path.exists():
-        return path, json.loads(report_path.read_text())
-    moments = SyntheticMoments(num_videos=10**7, **{**settings["synthetic"], "seed": PRETRAIN_SEED})
-    with torch.random.fork_rng():
-        torch.manual_seed(PRETRAIN_SEED)
-        encoder = SceneEncoder(width)
-        report = {**pretrain_scene_encoder(encoder, moments, steps), "settings": settings}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save_safetensors({k: v.contiguous() for k, v in encoder.segmenter.state_dict().items()}, path)
-    atomic_write_text(report_path, json.dumps(report, indent=2))
-    return path, report

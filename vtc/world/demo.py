@@ -15,24 +15,37 @@ from typing import Any
 
 import torch
 
-from vtc.compare import CompareSettings, base_config, compare, markdown
+from vtc.data.batch import collate
 from vtc.train.checkpoint import load_model
-from vtc.train.data import SyntheticSamples, collate, synthetic_test_samples
 from vtc.utils.figures import save_figure
+from vtc.world.compare.report import JSON_NAME, PLOT_NAME, markdown
+from vtc.world.compare.run import PRESETS, CompareSettings, base_config, compare
+from vtc.world.source import SyntheticSamples, synthetic_test_samples
 
-DEMO_METHODS = ["none", "stac", "mambamia", "tome", "tokenlearner"]
-DEMO_OVERRIDES = [  # `vtc compare`'s quick preset cut to one seed and 500 steps
-    "data.num_frames=8",
-    "optim.max_steps=500",
-    "run.eval_every=100",
-    "data.num_train=1000",
-    "data.num_val=50",
-]
+QUICK = PRESETS["quick"]
+DEMO_OVERRIDES = ["optim.max_steps=500", "data.num_train=1000", "data.num_val=50"]  # after the quick preset's
+TIMELINE_NAME = "timeline.png"
+
+
+def demo_settings(args: argparse.Namespace) -> CompareSettings:
+    """The quick preset with one seed, 500 steps on 1000 training videos, 50 validation videos, and the command
+    line's methods, budget, overrides, test videos and folder."""
+    return CompareSettings.preset(
+        "quick",
+        methods=args.methods,
+        budgets=[args.budget],
+        seeds=QUICK["seeds"][:1],
+        overrides=[*DEMO_OVERRIDES, *args.set],
+        num_test=args.num_test,
+        output_dir=args.out,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", type=float, default=1 / 4, help="fraction of the uncompressed token count")
-    parser.add_argument("--methods", nargs="+", default=DEMO_METHODS)
+    parser.add_argument(
+        "--budget", type=float, default=QUICK["budgets"][0], help="fraction of the uncompressed token count"
+    )
+    parser.add_argument("--methods", nargs="+", default=list(QUICK["methods"]))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
     parser.add_argument("--num-test", type=int, default=40)
     parser.add_argument("--out", default="runs/demo")
@@ -79,7 +92,7 @@ def timeline(result: dict[str, Any], test: SyntheticSamples, path: Path) -> None
     saliency_axis.legend(fontsize=7, ncol=3)
     for axis, method in zip(axes[2:], diagnostics, strict=True):
         with torch.no_grad():
-            aux = models[method].compress(batch).aux
+            aux = models[method].visual_tokens(batch).aux
         if method == "stac":
             scores, kept = aux["slot_scores"][0], set(aux["kept_slots"][0].tolist())
             colors = ["tab:red" if slot in kept else "tab:gray" for slot in range(len(scores))]
@@ -101,21 +114,14 @@ def timeline(result: dict[str, Any], test: SyntheticSamples, path: Path) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = CompareSettings(
-        methods=args.methods,
-        budgets=[args.budget],
-        seeds=[0],
-        overrides=[*DEMO_OVERRIDES, *args.set],
-        num_test=args.num_test,
-        output_dir=args.out,
-    )
+    settings = demo_settings(args)
     result = compare(settings)
     output = Path(args.out)
-    probe = base_config(settings, output / "probe", 0, {"name": "none"})
-    timeline(result, synthetic_test_samples(probe.data, 1), output / "timeline.png")
+    probe = base_config(settings, output / "probe", settings.seeds[0], {"name": "none"})
+    timeline(result, synthetic_test_samples(probe.data, 1), output / TIMELINE_NAME)
     print()
     print(markdown(result))
-    print(f"results:  {output / 'compare.json'}")
-    print(f"plots:    {output / 'accuracy_vs_tokens.png'}")
-    print(f"          {output / 'timeline.png'}")
+    print(f"results:  {output / JSON_NAME}")
+    print(f"plots:    {output / PLOT_NAME}")
+    print(f"          {output / TIMELINE_NAME}")
     return 0

@@ -14,8 +14,9 @@ import io
 import json
 from pathlib import Path
 
-from vtc.data.synthetic import VARIANTS, SyntheticMoments, write_mp4
 from vtc.utils.io import atomic_write_text, write_jsonl
+from vtc.world.raster import write_mp4
+from vtc.world.synthetic import VARIANTS, SyntheticMoments
 
 
 def write_synthetic(dataset: SyntheticMoments, out: Path) -> dict[str, int | str]:

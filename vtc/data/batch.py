@@ -1,0 +1,31 @@
+"""Batch assembly: moment samples -> one `VideoLMM` batch, for training and for prediction alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from vtc.utils.batching import pad_frames
+
+
+def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Samples -> a `VideoLMM` batch: lists of `frames [T_i, H, W, 3]` and `timestamps [T_i]` (or, from encoded
+    samples, `features [B, T, N, D]`, `timestamps [B, T]` and `frame_mask [B, T]`, padded over frames), `query`,
+    `window` (start, end) pairs, `duration`, `qid` and ground-truth `windows`."""
+    if "features" in samples[0]:
+        features, frame_mask = pad_frames([sample["features"] for sample in samples])
+        timestamps, _ = pad_frames([sample["timestamps"] for sample in samples])
+        visual: dict[str, Any] = {"features": features, "frame_mask": frame_mask, "timestamps": timestamps}
+    else:
+        visual = {
+            "frames": [sample["frames"] for sample in samples],
+            "timestamps": [sample["timestamps"] for sample in samples],
+        }
+    return {
+        **visual,
+        "query": [sample["query"] for sample in samples],
+        "window": [tuple(float(t) for t in sample["window"]) for sample in samples],
+        "windows": [sample.get("windows", [list(map(float, sample["window"]))]) for sample in samples],
+        "duration": [float(sample["duration"]) for sample in samples],
+        "qid": [str(sample["qid"]) for sample in samples],
+    }

@@ -1,0 +1,52 @@
+"""`vtc compare [--preset quick|full] [--methods ...] [--budgets ...] [--seeds ...] [--set KEY=VALUE ...]`: run a
+comparison (`vtc.world.compare.run.compare`), print its Markdown tables and where its outputs are."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vtc.compressors import list_compressors
+from vtc.world.compare.report import JSON_NAME, PLOT_NAME, markdown
+from vtc.world.compare.run import PRESETS, CompareSettings, compare
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="quick",
+        help="quick: 5 methods at 1/4, 2 seeds, 8 frames, 800 steps (<= 30 min on 2 CPU cores); full: every method "
+        "at 1/2, 1/8, 1/32 with the full recipe (hours). --methods / --budgets / --seeds replace the preset's",
+    )
+    parser.add_argument("--methods", nargs="+", choices=list_compressors())
+    parser.add_argument("--budgets", nargs="+", type=float, help="fractions of the uncompressed token count")
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument(
+        "--config", nargs="+", default=CompareSettings().config_files, help="training config YAML files"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training config override after the preset's, e.g. optim.max_steps=300 (repeatable)",
+    )
+    parser.add_argument("--num-test", type=int, default=CompareSettings().num_test, help="held-out test videos")
+    parser.add_argument("--out", default=CompareSettings().output_dir, help="run folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    chosen = {"methods": args.methods, "budgets": args.budgets, "seeds": args.seeds}
+    settings = CompareSettings.preset(
+        args.preset,
+        **{key: value for key, value in chosen.items() if value is not None},
+        config_files=args.config,
+        overrides=args.set,
+        num_test=args.num_test,
+        output_dir=args.out,
+    )
+    result = compare(settings)
+    print(markdown(result))
+    print(f"results: {Path(args.out) / JSON_NAME}\nplot:    {Path(args.out) / PLOT_NAME}")
+    return 0

@@ -1,0 +1,239 @@
+"""Running a comparison: settings and presets, the grid of (budget, method, seed) runs, reuse of runs already
+finished with the same config, and aggregation over seeds (see the package docstring)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtc.bench.cost import count_parameters
+from vtc.budget import configure
+from vtc.compressors import list_compressors
+from vtc.encoders import build_encoder
+from vtc.eval.predict import predict_windows, score
+from vtc.train.checkpoint import load_model
+from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_train_config
+from vtc.train.data import complete_encoder
+from vtc.train.trainer import Trainer
+from vtc.utils.io import atomic_write_text
+from vtc.world.compare.blind import blind_baseline
+from vtc.world.compare.costs import run_cost
+from vtc.world.compare.report import METRIC_KEYS, write_outputs
+from vtc.world.source import SyntheticSamples, synthetic_test_samples
+from vtc.world.synthetic import SyntheticMoments
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+DEFAULT_CONFIGS = (CONFIG_DIR / "model" / "tiny.yaml", CONFIG_DIR / "data" / "synthetic.yaml")
+FINISHED_NAME = "compare_run.json"  # a finished run's summary and wall time, written after training
+Plan = list[tuple[str, str, dict[str, Any]]]  # (budget name, method, compressor config) per grid row
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Sized to finish within 30 minutes on a 2-core CPU, fresh machine included (scene-encoder pre-training and
+    # encoding): the papers' SSM compressors against the baselines they claim to beat, at one budget, two seeds,
+    # on 8 frames per video (16 cost twice as much per step, and the uncompressed run is the costliest).
+    "quick": {
+        "methods": ["none", "stac", "mambamia", "tome", "tokenlearner"],
+        "budgets": [1 / 4],
+        "seeds": [0, 1],
+        "overrides": ["data.num_frames=8", "optim.max_steps=800", "run.eval_every=100", "data.num_train=1500"],
+    },
+    # Every registered method at 1/2, 1/8 and 1/32 of the tokens with the benchmark's full recipe (hours here).
+    "full": {"methods": list_compressors(), "budgets": [1 / 2, 1 / 8, 1 / 32], "seeds": [0, 1], "overrides": []},
+}
+
+
+@dataclass
+class CompareSettings:
+    """What to compare and how long to train each run (defaults: the `"quick"` preset)."""
+
+    methods: list[str] = field(default_factory=lambda: list(PRESETS["quick"]["methods"]))
+    budgets: list[float] = field(default_factory=lambda: list(PRESETS["quick"]["budgets"]))
+    seeds: list[int] = field(default_factory=lambda: list(PRESETS["quick"]["seeds"]))
+    config_files: list[str] = field(default_factory=lambda: [str(path) for path in DEFAULT_CONFIGS])
+    overrides: list[str] = field(default_factory=lambda: list(PRESETS["quick"]["overrides"]))
+    num_test: int = 100
+    output_dir: str = "runs/compare"
+    progress: bool = True
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> CompareSettings:
+        """The settings of preset `name` with `changes` (overrides are appended to the preset's)."""
+        values = {key: list(value) for key, value in PRESETS[name].items()}
+        values["overrides"] += changes.pop("overrides", [])
+        return cls(**{**values, **changes})
+
+
+def base_config(settings: CompareSettings, run_dir: Path, seed: int, compressor: dict[str, Any]) -> TrainConfig:
+    """The training config of one run: the shared files and overrides, plus this run's compressor and seed."""
+    run_overrides = [
+        f"run.output_dir={run_dir}",
+        f"run.seed={seed}",
+        f"run.progress={str(settings.progress).lower()}",  # a progress bar per run
+        "data.cache_in_memory=true",
+    ]
+    config = load_train_config(settings.config_files, [*settings.overrides, *run_overrides])
+    config.model.lmm = {**config.model.lmm, "compressor": compressor}
+    return config
+
+
+def tokens_per_frame(config: TrainConfig) -> int:
+    """Tokens per frame N that the compressor sees: the `tokens_per_frame` of the configured encoder, completed by
+    the data source as training completes it (a `scene` encoder is pre-trained once here, and cached)."""
+    encoder_config = config.model.lmm.get("encoder")
+    if encoder_config is None:
+        raise ValueError("vtc compare needs an encoder in the model config to know the token grid")
+    return build_encoder(complete_encoder(encoder_config, config)).tokens_per_frame
+
+
+def finished_run(config: TrainConfig) -> dict[str, Any] | None:
+    """The record of a run already trained in `config.run.output_dir` with this exact config (so that a comparison
+    that was stopped, or one that adds budgets or methods, does not train it again); else None."""
+    output = Path(config.run.output_dir)
+    record, saved = output / FINISHED_NAME, output / RESOLVED_CONFIG_NAME
+    if not (record.exists() and saved.exists()):
+        return None
+    previous = load_train_config([saved])
+    if dataclasses.replace(previous, run=dataclasses.replace(previous.run, progress=config.run.progress)) != config:
+        return None  # trained with other settings (whether it showed a progress bar does not matter)
+    finished = json.loads(record.read_text())
+    return finished if Path(finished["best_checkpoint"]).exists() else None
+
+
+def train_and_evaluate(
+    config: TrainConfig, test: SyntheticSamples, tokens: tuple[int, int], shared_features: dict[str, Any]
+) -> dict[str, Any]:
+    """Train one run (frozen-encoder features shared with the other runs), score its best checkpoint on the test
+    split, and measure its cost."""
+    summary = finished_run(config)
+    reused = summary is not None
+    if summary is None:
+        started = time.perf_counter()
+        summary = Trainer(config, shared_features=shared_features).fit()
+        summary["train_seconds"] = round(time.perf_counter() - started, 1)
+        atomic_write_text(Path(config.run.output_dir) / FINISHED_NAME, json.dumps(summary, indent=2) + "\n")
+    checkpoint = Path(summary["best_checkpoint"]) / "model"
+    model = load_model(checkpoint)
+    metrics = score(predict_windows(model, test, range(len(test)), config.run.eval_batch_size))
+    compressor = model.compressor
+    return {
+        "metrics": metrics,
+        "llm_tokens": compressor.num_output_tokens(*tokens),
+        "compressor_parameters": count_parameters(compressor),
+        "train_seconds": summary["train_seconds"],
+        "reused": reused,
+        "steps": summary["step"],
+        "checkpoint": str(checkpoint),
+        **run_cost(model, test.sample(0), checkpoint),
+    }
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread (sample standard deviation, 0 for one seed) of each metric over seeds; costs averaged."""
+    row: dict[str, Any] = {"seeds": len(runs)}
+    for key in (*METRIC_KEYS, "mAP"):
+        values = [run["metrics"][key] for run in runs]
+        row[key] = statistics.fmean(values)
+        row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    for key in ("llm_tokens", "parameters", "compressor_parameters", "gflops", "gmacs", "latency_s", "peak_mb"):
+        row[key] = statistics.fmean(run[key] for run in runs)
+    row["train_seconds"] = sum(run["train_seconds"] for run in runs)
+    return row
+
+
+def budget_name(fraction: float) -> str:
+    """`0.125` -> `"1/8"` for the usual fractions, else the decimal."""
+    inverse = 1 / fraction
+    return f"1/{round(inverse)}" if math.isclose(inverse, round(inverse)) else f"{fraction:g}"
+
+
+def plan_runs(settings: CompareSettings, num_frames: int, per_frame: int) -> tuple[Plan, dict[str, dict[str, str]]]:
+    """The grid: the uncompressed model once, then every method at every budget (a fraction of the
+    `num_frames * per_frame` tokens) with the compressor config that fits it (`vtc.budget.configure`); a method
+    that cannot fit a budget is skipped, with the reason, under that budget's name."""
+    uncompressed = num_frames * per_frame
+    plan: Plan = [("uncompressed", "none", {"name": "none"})]
+    skipped: dict[str, dict[str, str]] = {}
+    for fraction in settings.budgets:
+        budget = max(int(uncompressed * fraction), 1)
+        for method in settings.methods:
+            if method == "none":
+                continue
+            try:
+                compressor_config, _ = configure(method, num_frames, per_frame, budget)
+            except ValueError as error:
+                skipped.setdefault(budget_name(fraction), {})[method] = str(error)
+                continue
+            compressor_config.pop("dim", None)
+            plan.append((budget_name(fraction), method, {"name": method, **compressor_config}))
+    return plan, skipped
+
+
+def run_grid(
+    settings: CompareSettings, plan: Plan, test: SyntheticSamples, tokens: tuple[int, int]
+) -> list[dict[str, Any]]:
+    """Train (or reuse) and evaluate every row of `plan` with every seed; one record per run."""
+    output = Path(settings.output_dir)
+    runs: list[dict[str, Any]] = []
+    shared_features: dict[str, Any] = {}  # every video encoded once by the frozen encoder, for all runs
+    for index, (budget, method, compressor) in enumerate(plan, start=1):
+        for seed in settings.seeds:
+            run_dir = output / "runs" / budget.replace("/", "_") / method / f"seed{seed}"
+            if settings.progress:
+                print(f"[{index}/{len(plan)}] {method:<13} budget {budget:<12} seed {seed}", flush=True)
+            config = base_config(settings, run_dir, seed, compressor)
+            result = train_and_evaluate(config, test, tokens, shared_features)
+            runs.append({"budget": budget, "method": method, "seed": seed, "compressor": compressor, **result})
+            if settings.progress:
+                print(
+                    f"    mIoU {result['metrics']['mIoU']:.2f}  tokens {result['llm_tokens']}  "
+                    f"trained {result['train_seconds']} s" + (" (reused: trained before)" if result["reused"] else ""),
+                    flush=True,
+                )
+    return runs
+
+
+def tables_of(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`{budget: {method: row}}`, each row aggregated over the method's seeds at that budget (run order kept)."""
+    tables: dict[str, dict[str, Any]] = {}
+    for budget in dict.fromkeys(run["budget"] for run in runs):
+        methods = dict.fromkeys(run["method"] for run in runs if run["budget"] == budget)
+        tables[budget] = {
+            method: aggregate([r for r in runs if r["budget"] == budget and r["method"] == method])
+            for method in methods
+        }
+    return tables
+
+
+def compare(settings: CompareSettings) -> dict[str, Any]:
+    """Run the comparison; returns (and writes) `{"blind", "settings", "video", "test_videos", "tables": {budget:
+    {method: row}}, "skipped", "runs"}`."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    output = Path(settings.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    probe = base_config(settings, output / "probe", settings.seeds[0], {"name": "none"})
+    num_frames, per_frame = probe.data.num_frames, tokens_per_frame(probe)
+    test = synthetic_test_samples(probe.data, settings.num_test, cache=True)
+    plan, skipped = plan_runs(settings, num_frames, per_frame)
+    runs = run_grid(settings, plan, test, (num_frames, per_frame))
+    train_moments = SyntheticMoments(num_videos=probe.data.num_train, **probe.data.synthetic)
+    result = {
+        "blind": blind_baseline(train_moments, test),
+        "settings": dataclasses.asdict(settings),
+        "video": {"frames": num_frames, "tokens_per_frame": per_frame, "uncompressed_tokens": num_frames * per_frame},
+        "test_videos": len(test),
+        "tables": tables_of(runs),
+        "skipped": skipped,
+        "runs": runs,
+    }
+    write_outputs(result, output)
+    return result

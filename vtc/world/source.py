@@ -1,0 +1,92 @@
+"""The `synthetic` data source: `SyntheticMoments` videos as training samples of `num_frames` uniformly sampled
+frames, the words of their queries (a tiny language model's vocabulary), the held-out test split, and the
+pre-training of a `scene` encoder that a config names without weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vtc.train.config import DataConfig, TrainConfig
+from vtc.train.data import DataSource
+from vtc.world.pretrain import DEFAULT_PRETRAIN_STEPS, cached_scene_encoder
+from vtc.world.raster import COLOURS, SHAPES
+from vtc.world.scene_encoder import DEFAULT_WIDTH
+from vtc.world.synthetic import SyntheticMoments
+from vtc.world.tracks import EVENTS
+
+SYNTHETIC_WORDS = (*SHAPES, *COLOURS, *EVENTS, "turns")  # the tiny tokenizer learns the prompt words itself
+
+
+def uniform_frame_indices(total: int, count: int) -> np.ndarray:
+    """Indices of the frame at the middle of each of `count` equal segments of `total` frames."""
+    return np.floor((np.arange(count) + 0.5) * total / count).astype(np.int64).clip(0, total - 1)
+
+
+class SyntheticSamples(Dataset):
+    """`SyntheticMoments` items with `num_frames` frames sampled uniformly: `frames [num_frames, H, W, 3]` uint8,
+    `timestamps [num_frames]`, `query`, `window (start, end)`, `duration`, `qid`. With `cache`, each sample is
+    rendered once and kept in memory (num_frames * H * W * 3 bytes each)."""
+
+    def __init__(self, moments: SyntheticMoments, num_frames: int, cache: bool = False) -> None:
+        self.moments = moments
+        self.indices = uniform_frame_indices(moments.num_frames, num_frames)
+        self.cache: dict[int, dict[str, Any]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.moments)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.cache is None:
+            return self.sample(index)
+        if index not in self.cache:
+            self.cache[index] = self.sample(index)
+        return self.cache[index]
+
+    def sample(self, index: int) -> dict[str, Any]:
+        """Render the `num_frames` sampled frames of sample `index`."""
+        video = self.moments.render(index, self.indices)
+        return {
+            "qid": video.video_id,
+            "frames": torch.from_numpy(video.frames),
+            "timestamps": torch.from_numpy(video.timestamps),
+            "query": video.query,
+            "window": video.window,
+            "duration": video.duration,
+        }
+
+
+def synthetic_datasets(config: DataConfig) -> tuple[SyntheticSamples, SyntheticSamples]:
+    """The train (seed `synthetic.seed`) and validation (seed `val_seed`) splits of a data config."""
+    train = SyntheticMoments(num_videos=config.num_train, **config.synthetic)
+    val = SyntheticMoments(num_videos=config.num_val, **{**config.synthetic, "seed": config.val_seed})
+    return (
+        SyntheticSamples(train, config.num_frames, config.cache_in_memory),
+        SyntheticSamples(val, config.num_frames, config.cache_in_memory),
+    )
+
+
+def synthetic_test_samples(data: DataConfig, num_videos: int, cache: bool = False) -> SyntheticSamples:
+    """The held-out synthetic test split of a data config: `num_videos` videos with a seed of their own
+    (`val_seed + 1`, so neither the training nor the validation split), `num_frames` frames each."""
+    moments = SyntheticMoments(num_videos=num_videos, **{**data.synthetic, "seed": data.val_seed + 1})
+    return SyntheticSamples(moments, data.num_frames, cache)
+
+
+def pretrained_scene_encoder(encoder: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
+    """A `scene` encoder config without a weights `path` gets weights pre-trained on the run's synthetic settings
+    (`pretrain_steps`, default `DEFAULT_PRETRAIN_STEPS`), trained once and cached in `run.cache_dir`; any other
+    encoder config is returned as it is."""
+    if encoder.get("type") != "scene" or "path" in encoder:
+        return encoder
+    options = dict(encoder)
+    steps = int(options.pop("pretrain_steps", DEFAULT_PRETRAIN_STEPS))
+    width = int(options.get("width", DEFAULT_WIDTH))
+    path, _ = cached_scene_encoder(config.run.cache_dir, config.data.synthetic, width, steps)
+    return {**options, "path": str(path.resolve())}
+
+
+SYNTHETIC_SOURCE = DataSource(synthetic_datasets, SYNTHETIC_WORDS, pretrained_scene_encoder)
