@@ -29,7 +29,8 @@ def build_encoder(config: dict[str, Any]) -> VisionEncoder:
     """Build an encoder from `{"type": <a registered type>, **its arguments}` (`ENCODERS`).
 
     The Hugging Face types need `path` (a local folder); `chunk_size`, `load_in_4bit`, and `output`
-    (BLIP-2: "qformer" or "patches") / `feature_layer` (CLIP) are optional.
+    (BLIP-2: "qformer" or "patches") / `feature_layer` (CLIP) are optional; `tome_r` merges that many tokens in
+    every layer of the tower with ToMe (`vtc.encoders.patch`).
     """
     options = dict(config)
     kind = options.pop("type", None)
