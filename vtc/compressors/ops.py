@@ -6,7 +6,6 @@ Every compressor that selects, packs or averages tokens uses these, so that "pad
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -163,12 +162,3 @@ def stack_outputs(outputs: list[CompressedTokens]) -> CompressedTokens:
         scores=None if first.scores is None else _pad_stack([out.scores for out in outputs], 0),
         aux=aux,
     )
-
-
-def sinusoidal_encoding(positions: Tensor, dim: int) -> Tensor:
-    """Sine/cosine encoding (Vaswani et al. 2017, Sec. 3.5) of `positions [...]` -> `[..., dim]`."""
-    half = dim // 2
-    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / max(half, 1))
-    angles = positions.float().unsqueeze(-1) * frequencies
-    encoding = torch.cat([angles.sin(), angles.cos()], dim=-1)
-    return torch.nn.functional.pad(encoding, (0, dim - 2 * half))

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
 from vtc.compressors.card import Family, Knob, MethodCard, up_to_all_tokens, up_to_tokens
-from vtc.compressors.ops import gather_rows, per_frame_output, sinusoidal_encoding
+from vtc.compressors.ops import gather_rows, per_frame_output
+from vtc.utils.positions import sinusoidal_encoding
 
 
 class ResamplerLayer(nn.Module):

@@ -19,10 +19,10 @@ from vtc.compressors.ops import (
     compress_valid_frames,
     gather_rows,
     per_frame_output,
-    sinusoidal_encoding,
     topk_in_order,
 )
 from vtc.ssm import MambaBlock
+from vtc.utils.positions import sinusoidal_encoding
 
 SELECTIONS = ("scaled", "straight_through", "hard")
 

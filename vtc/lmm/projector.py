@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from vtc.compressors.ops import sinusoidal_encoding
+from vtc.utils.positions import sinusoidal_encoding
 
 PROJECTORS = ("linear", "mlp")
 
