@@ -3,6 +3,11 @@
 Each entry of `COMMANDS` names a module that defines `add_arguments(parser)` and `run(args) -> int`; modules are
 imported only when their command runs, so `vtc --help` stays fast. Before any command runs, the embedded benchmark
 world (`vtc.world`) is imported: it registers the `synthetic` data source and the `scene` encoder that configs name.
+
+Errors: the library raises one of `USER_ERRORS` with a clear message for a mistake of the user's (a bad value, a
+missing file, an unknown registry name); `main` prints it as one line, `vtc COMMAND: error: MESSAGE`, and returns 2,
+as argparse does for a bad command line. Any other exception is a bug: its traceback is printed and `main` returns 1.
+`--debug` (anywhere on the command line) prints the traceback of a user error too.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vtc.world.demo", "run the main job: compressors trained and compared on the embedded default data"),
@@ -24,27 +30,55 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("vtc.world.cli", "data tools: write the synthetic benchmark as mp4 files and annotations"),
     "features": ("vtc.encoders.cli", "encode videos once into a resumable feature cache (safetensors shards)"),
 }
+DEBUG_FLAG = "--debug"
+# What the library raises for a user's mistake (KeyError: an unknown registry name; OSError: file access).
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vtc", description="Video token compression for video LLMs.")
+    parser.add_argument(
+        DEBUG_FLAG, action="store_true", help="on an error, print the full traceback (also accepted after COMMAND)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_module, summary) in COMMANDS.items():
         subparsers.add_parser(name, help=summary, add_help=False)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        build_parser().parse_args(argv)  # prints usage / the error and exits
-    name, rest = argv[0], argv[1:]
+def error_message(error: BaseException) -> str:
+    """The first line of `error`'s message (a `KeyError`'s without the quotes `str` adds), else its type's name."""
+    text = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else str(error)
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def run_command(name: str, argv: list[str]) -> int:
+    """Parse `argv` with command `name`'s arguments and run it; its return code (argparse exits 2 on bad usage)."""
     import vtc.world  # noqa: F401  (registers the `synthetic` data source and the `scene` encoder)
 
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"vtc {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(rest)) or 0)
+    return int(module.run(parser.parse_args(argv)) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = DEBUG_FLAG in argv
+    argv = [argument for argument in argv if argument != DEBUG_FLAG]
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # prints usage / the error and exits
+    try:
+        return run_command(argv[0], argv[1:])
+    except USER_ERRORS as error:
+        if debug:
+            traceback.print_exc()
+        print(f"vtc {argv[0]}: error: {error_message(error)}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -55,14 +56,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     extract.add_argument("--seed", type=int, default=0, help="seed for encoders built with random weights")
 
 
+def import_factory(name: str) -> Callable[..., Any]:
+    """The callable that `module:factory` names; `ValueError` when that module or callable does not exist (a module
+    that exists but fails to import something else raises its own error)."""
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if not f"{module_name}.".startswith(f"{error.name}."):
+            raise
+        raise ValueError(f"--encoder {name}: no module named {error.name!r}") from error
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ValueError(f"--encoder {name}: module {module_name!r} has no callable {attribute!r}")
+    return factory
+
+
 def load_encoder(name: str, path: str | None, options: dict[str, Any]) -> VisionEncoder:
     """A registered encoder type (`build_encoder`), or the `module:factory` callable's result."""
     arguments = dict(options, **({"path": path} if path else {}))
     if ":" not in name:
         return build_encoder({"type": name, **arguments})
-    module_name, _, attribute = name.partition(":")
-    factory = getattr(importlib.import_module(module_name), attribute)
-    encoder = factory(**arguments)
+    encoder = import_factory(name)(**arguments)
     if not isinstance(encoder, VisionEncoder):
         raise TypeError(f"{name} returned a {type(encoder).__name__}, not a VisionEncoder")
     return encoder

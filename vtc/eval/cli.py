@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -62,20 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.checkpoint is None and (args.predictions is None or args.ground_truth is None):
-        print("vtc evaluate: error: give --predictions and --ground-truth, or --checkpoint", file=sys.stderr)
-        return 2
-    try:
-        if args.checkpoint is not None:
-            from vtc.train.evaluate import evaluate_checkpoint
+    if args.checkpoint is not None:
+        from vtc.train.evaluate import evaluate_checkpoint
 
-            out = args.out or args.checkpoint / f"eval-{args.split}"
-            metrics = evaluate_checkpoint(args.checkpoint, args.data, args.set, args.split, out, args.batch_size)
-        else:
-            metrics = evaluate_files(args.predictions, args.ground_truth)
-    except (OSError, ValueError) as error:
-        print(f"vtc evaluate: error: {error}", file=sys.stderr)
-        return 2
+        out = args.out or args.checkpoint / f"eval-{args.split}"
+        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.set, args.split, out, args.batch_size)
+    elif args.predictions is None or args.ground_truth is None:
+        raise ValueError("give --predictions and --ground-truth, or --checkpoint")
+    else:
+        metrics = evaluate_files(args.predictions, args.ground_truth)
     text = json.dumps(metrics)
     print(text)
     if args.output is not None:

@@ -9,6 +9,7 @@ LITA's time tokens extend its vocabulary; `apply_training_mode` then freezes it,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -21,8 +22,17 @@ from vtc.lmm.answers import time_token
 STAC_T5_LORA_TARGETS = ("q", "k", "v", "o", "wi_0", "wi_1", "wo")
 
 
+def check_model_folder(path: str) -> None:
+    """`FileNotFoundError` naming `llm.path` unless `path` is a folder with a `config.json` (a local Hugging Face
+    model folder), before transformers would report it as a malformed hub repo id."""
+    if not (Path(path) / "config.json").is_file():
+        state = "has no config.json" if Path(path).is_dir() else "is not a folder"
+        raise FileNotFoundError(f"llm.path {path!r} {state}: it must be a local Hugging Face model folder")
+
+
 def load_language_model(path: str, load_in_4bit: bool) -> tuple[nn.Module, Any]:
-    """The language model in `path` and, for a BLIP-2 folder, the whole BLIP-2 model (else None)."""
+    """The language model in `path` (checked by `check_model_folder`) and, for a BLIP-2 folder, the whole BLIP-2
+    model (else None)."""
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -30,6 +40,7 @@ def load_language_model(path: str, load_in_4bit: bool) -> tuple[nn.Module, Any]:
         Blip2ForConditionalGeneration,
     )
 
+    check_model_folder(path)
     options = {"local_files_only": True, **quantization_kwargs(load_in_4bit)}
     hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
     if hf_config.model_type == "blip-2":

@@ -57,8 +57,8 @@ class VideoLMM(nn.Module):
         path = str(llm_config["path"])
         from transformers import AutoTokenizer
 
+        language_model, blip2 = load_language_model(path, llm_config["load_in_4bit"])  # checks the folder first
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        language_model, blip2 = load_language_model(path, llm_config["load_in_4bit"])
         new_token_ids = add_time_tokens(self.tokenizer, language_model, int(config["time_tokens"]))
         self.sequence_builder = SequenceBuilder(self.tokenizer, language_model, config)
         self.encoder = build_vision_encoder(config["encoder"], blip2, path)

@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if len(args.frame_size) not in (1, 2):
-        raise SystemExit("vtc data synth: --frame-size takes one side or H W")
+        raise ValueError(f"--frame-size takes one side or H W, got {len(args.frame_size)} numbers")
     dataset = SyntheticMoments(
         num_videos=args.num_videos,
         duration=args.duration,

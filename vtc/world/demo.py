@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from vtc.compressors import list_compressors
 from vtc.data.batch import collate
 from vtc.train.checkpoint import load_model
 from vtc.utils.figures import save_figure
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget", type=float, default=QUICK["budgets"][0], help="fraction of the uncompressed token count"
     )
-    parser.add_argument("--methods", nargs="+", default=list(QUICK["methods"]))
+    parser.add_argument("--methods", nargs="+", choices=list_compressors(), default=list(QUICK["methods"]))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
     parser.add_argument("--num-test", type=int, default=40)
     parser.add_argument("--out", default="runs/demo")
