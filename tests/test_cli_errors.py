@@ -62,6 +62,8 @@ def test_missing_train_config(tmp_path, capsys):
         (["--encoder", "nosuchencoder"], "encoder type must be one of"),
         (["--encoder", "vtc_no_such_module:factory"], "no module named 'vtc_no_such_module'"),
         (["--encoder", "vtc.encoders:no_such_factory"], "has no callable 'no_such_factory'"),
+        (["--encoder", "tiny", "--num-frames", "0"], "num_frames must be an integer >= 1"),  # was silently 32
+        (["--encoder", "tiny", "--size", "0"], "size must be"),  # was 1 x 1 frames
     ],
 )
 def test_features_bad_encoder_option(tmp_path, capsys, options, message):

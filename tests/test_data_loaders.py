@@ -93,7 +93,7 @@ def test_charades_quirks_on_a_small_file(tmp_path):
     assert read_durations(durations) == {"AAA": 10.0, "BBB": 20.0}
 
 
-def test_generic_jsonl_quirks_and_corrupt_file(tmp_path):
+def test_generic_jsonl_quirks_and_corrupt_lines(tmp_path):
     records = [
         {"video_id": "v1", "query": "a", "duration": 10, "windows": [[-1, 3], [5, 12]]},
         {"video": "v2", "query": "b", "duration": 10, "windows": [[4, 4]]},
@@ -112,9 +112,11 @@ def test_generic_jsonl_quirks_and_corrupt_file(tmp_path):
     items, report = load_moment_jsonl(path, video_dir=tmp_path)
     assert [(item.qid, item.video_path) for item in items] == [("keep", tmp_path / "clip.mp4")]
     assert report.missing_video_ids == ["v1"]
-    write(tmp_path / "bad.jsonl", '{"vid": "v1"}\n{not json\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
-        load_moment_jsonl(tmp_path / "bad.jsonl")
+    bad = write(tmp_path / "bad.jsonl", '{"vid": "v1"}\n{not json\n[1, 2]\n')
+    items, report = load_moment_jsonl(bad)  # a corrupt line is a counted skip naming the file and line
+    assert items == [] and (report.read, report.skipped_bad_line) == (3, 3)
+    assert f"line 2: {bad}:2: not valid JSON (Expecting property name" in str(report)
+    assert f"line 3: {bad}:3: expected a JSON object, got list" in str(report)
 
 
 def test_choice_loader(tmp_path):

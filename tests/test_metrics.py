@@ -56,6 +56,26 @@ def test_average_precision_hand_computed():
     assert average_precision(np.zeros((0, 2)), np.zeros(0), two_gt).tolist() == [0.0] * len(MAP_THRESHOLDS)
 
 
+def test_map_uses_the_precision_envelope_by_hand():
+    two_gt = np.array([[0.0, 10.0], [20.0, 30.0]])
+    miss, first, second = [50.0, 60.0], [0.0, 10.0], [20.0, 30.0]
+    ranked = np.array([0.9, 0.8, 0.7, 0.6])
+    # FP, TP, TP: precision 1/2 at recall 1/2, then it rises to 2/3 at recall 1. The envelope at recall 1/2 is
+    # the best precision at any recall >= 1/2: max(1/2, 2/3) = 2/3; at recall 1 it is 2/3.
+    # AP = (1/2 - 0) * 2/3 + (1 - 1/2) * 2/3 = 2/3   (without the envelope: 1/2 * 1/2 + 1/2 * 2/3 = 7/12)
+    np.testing.assert_allclose(average_precision(np.array([miss, first, second]), ranked[:3], two_gt), 2 / 3)
+    # FP, FP, TP, TP: precision 1/3 at recall 1/2, then 1/2 at recall 1. Envelope: 1/2 at both recall steps.
+    # AP = 1/2 * 1/2 + 1/2 * 1/2 = 1/2   (without the envelope: 1/2 * 1/3 + 1/2 * 1/2 = 5/12)
+    np.testing.assert_allclose(average_precision(np.array([miss, miss, first, second]), ranked, two_gt), 1 / 2)
+    # The same FP, TP, TP through the metric: the windows match exactly, so AP is 2/3 at every IoU threshold and
+    # mAP = 66.67 %; the listed order differs from the score order, which is the one that counts.
+    predictions = {"q": [[0.0, 10.0, 0.8], [50.0, 60.0, 0.9], [20.0, 30.0, 0.7]]}
+    metrics = evaluate_moments(predictions, {"q": two_gt})
+    assert metrics["mAP"] == 66.67 and metrics["mAP@0.5"] == 66.67 and metrics["mAP@0.75"] == 66.67
+    # Directly: precision [1/2, 2/3] at recall [1/2, 1] -> 1/2 * 2/3 + 1/2 * 2/3 = 2/3.
+    assert interpolated_average_precision(np.array([1 / 2, 2 / 3]), np.array([1 / 2, 1.0])) == pytest.approx(2 / 3)
+
+
 def test_map_uses_only_the_first_ten_windows():
     wrong = [[50.0 + step, 51.0 + step, 1.0] for step in range(10)]
     ground_truth = {"q": np.array([[0.0, 10.0]])}
@@ -106,15 +126,35 @@ def test_unknown_qid_and_empty_ground_truth_are_errors():
         evaluate_moments({}, {})
 
 
+def loop_iou(window_a, window_b):
+    """IoU of two windows with end > start, as scalar arithmetic (independent of `temporal_iou`)."""
+    intersection = max(0.0, min(window_a[1], window_b[1]) - max(window_a[0], window_b[0]))
+    return intersection / ((window_a[1] - window_a[0]) + (window_b[1] - window_b[0]) - intersection)
+
+
+def loop_interpolated_precision(precision, recall):
+    """moment_detr's `interpolated_precision_recall` (VOC 2011) as loops, independent of the library's."""
+    envelope = [0.0, *precision, 0.0]
+    recall = [0.0, *recall, 1.0]
+    for index in range(len(envelope) - 2, -1, -1):
+        envelope[index] = max(envelope[index], envelope[index + 1])
+    return sum(
+        (recall[index] - recall[index - 1]) * envelope[index]
+        for index in range(1, len(recall))
+        if recall[index] != recall[index - 1]
+    )
+
+
 def loop_average_precision(predicted, scores, ground_truth, thresholds):
-    """moment_detr's `compute_average_precision_detection`, transcribed as loops (the reference)."""
+    """moment_detr's `compute_average_precision_detection`, transcribed as loops (the reference); it calls no
+    function of the library under test."""
     order = sorted(range(len(predicted)), key=lambda index: -scores[index])
     ap = []
     for threshold in thresholds:
         locked = [False] * len(ground_truth)
         tp = []
         for index in order:
-            ious = temporal_iou(predicted[index : index + 1], ground_truth)[0]
+            ious = np.array([loop_iou(predicted[index], window) for window in ground_truth])
             hit = False
             for j in np.argsort(ious, kind="stable")[::-1]:
                 if ious[j] < threshold:
@@ -126,7 +166,7 @@ def loop_average_precision(predicted, scores, ground_truth, thresholds):
             tp.append(hit)
         hits = np.cumsum(tp)
         precision = hits / np.arange(1, len(tp) + 1)
-        ap.append(interpolated_average_precision(precision, hits / len(ground_truth)))
+        ap.append(loop_interpolated_precision(list(precision), list(hits / len(ground_truth))))
     return np.array(ap)
 
 

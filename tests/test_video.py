@@ -192,9 +192,36 @@ def test_non_videos_are_decode_errors(tmp_path: Path, name: str, content: bytes,
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"no video file at '/nonexistent/video\.mp4'"):
         load_video("/nonexistent/video.mp4")
     with pytest.raises(ValueError, match="not both"):
         load_video("/nonexistent/video.mp4", num_frames=4, fps=1.0)
-    with pytest.raises(ValueError, match="num_frames"):
+    with pytest.raises(ValueError, match="num_frames must be an integer >= 1"):
         load_video("/nonexistent/video.mp4", num_frames=0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param({"size": 0}, r"size must be an integer >= 1 .* got 0", id="size-0"),
+        pytest.param({"size": -3}, r"size must be an integer >= 1 .* got -3", id="size-negative"),
+        pytest.param(
+            {"size": (0, 0)}, r"a pair of integers >= 1 \(height, width\), or None; got \(0, 0\)", id="size-0x0"
+        ),
+        pytest.param({"size": (8, 0)}, r"size must be .* got \(8, 0\)", id="size-8x0"),
+        pytest.param({"size": 2.5}, r"size must be .* got 2\.5", id="size-float"),
+        pytest.param({"fps": float("inf")}, r"fps must be a finite number > 0, or None; got inf", id="fps-inf"),
+        pytest.param({"fps": float("nan")}, r"fps must be a finite number > 0, or None; got nan", id="fps-nan"),
+        pytest.param({"fps": 0}, r"fps must be a finite number > 0, or None; got 0", id="fps-0"),
+        pytest.param({"num_frames": 0}, r"num_frames must be an integer >= 1, or None .*; got 0", id="num_frames-0"),
+        pytest.param({"num_frames": 2.5}, r"num_frames must be an integer >= 1, .*; got 2\.5", id="num_frames-float"),
+        pytest.param({"num_frames": True}, r"num_frames must be an integer >= 1, .*; got True", id="num_frames-bool"),
+    ],
+)
+def test_load_video_refuses_zero_size_and_infinite_fps(tmp_path: Path, arguments: dict, message: str) -> None:
+    images = [np.full((16, 16, 3), 40 * index, dtype=np.uint8) for index in range(4)]
+    path = write_video(tmp_path / "clip.mp4", images, [0, 40, 80, 120])
+    with pytest.raises(ValueError, match=message):
+        load_video(path, **arguments)
+    clip = load_video(path, num_frames=np.int64(2), size=np.int64(8))  # numpy integers are integers
+    assert tuple(clip.frames.shape) == (2, 8, 8, 3)

@@ -8,6 +8,8 @@ special. Decoding seeks to the keyframe before a wanted frame whenever that skip
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -105,16 +107,11 @@ def load_video(
     Raises:
         FileNotFoundError: no such file.
         VideoDecodeError: empty, not a video, no video stream, or no frame decodes.
-        ValueError: bad sampling arguments.
+        ValueError: bad sampling arguments (see `check_sampling`), or not `0 <= start < end`.
     A truncated file gives the frames that decode and a `UserWarning` stating the decodable duration.
     """
     path = Path(path)
-    if num_frames is not None and fps is not None:
-        raise ValueError("give num_frames or fps, not both")
-    if num_frames is not None and num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+    check_sampling(num_frames, fps, size)
     if not path.is_file():
         raise FileNotFoundError(f"no video file at {os.fspath(path)!r}")
     if path.stat().st_size == 0:
@@ -139,6 +136,29 @@ def load_video(
         fps=len(table.pts) / table.duration if table.duration > 0 else 0.0,
         path=os.fspath(path),
     )
+
+
+def check_sampling(num_frames: int | None, fps: float | None, size: int | tuple[int, int] | None) -> None:
+    """A `ValueError` naming the argument and what is allowed, for sampling arguments of `load_video` that it
+    cannot honour (a zero size, an infinite fps, a fractional frame count, ...)."""
+    if num_frames is not None and fps is not None:
+        raise ValueError(f"give num_frames or fps, not both (got num_frames={num_frames!r}, fps={fps!r})")
+    if num_frames is not None and not _is_count(num_frames):
+        raise ValueError(f"num_frames must be an integer >= 1, or None for every frame; got {num_frames!r}")
+    finite = isinstance(fps, numbers.Real) and not isinstance(fps, bool) and math.isfinite(fps)
+    if fps is not None and not (finite and fps > 0):
+        raise ValueError(f"fps must be a finite number > 0, or None; got {fps!r}")
+    pair = isinstance(size, (tuple, list)) and len(size) == 2 and all(map(_is_count, size))
+    if size is not None and not (_is_count(size) or pair):
+        raise ValueError(
+            f"size must be an integer >= 1 (the shorter side), a pair of integers >= 1 (height, width), or None; "
+            f"got {size!r}"
+        )
+
+
+def _is_count(value: object) -> bool:
+    """Whether `value` is an integer >= 1 (a bool is not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -316,7 +336,7 @@ def _to_rgb(frame: av.VideoFrame, size: int | tuple[int, int] | None) -> np.ndar
     """`[H, W, 3]` uint8 RGB of `frame`, rotated upright by its display matrix, resized to `size`."""
     turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns to display it upright
     height, width = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
-    if isinstance(size, int):
+    if isinstance(size, numbers.Integral):
         scale = size / min(height, width)
         height, width = max(1, round(height * scale)), max(1, round(width * scale))
     elif size is not None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vtc.utils.io import iter_jsonl
 
 logger = logging.getLogger("vtc.data")
 
@@ -25,10 +28,11 @@ class LoadReport:
         read: non-blank lines read.
         loaded: items returned.
         clamped: lines with a window past the duration (or before 0), clamped to it; counted before any skip.
-        skipped_bad_window: lines skipped because a window has end <= start (after clamping) or is not a pair.
-        skipped_bad_line: lines skipped because a field is missing or unreadable (`reasons` holds the first
-        few).
-        missing_duration: lines skipped because their video has no known duration.
+        skipped_bad_window: lines skipped because a window has end <= start (after clamping), is not a pair, or
+        is not finite (`1e400`, `Infinity`, an integer beyond the float range).
+        skipped_bad_line: lines skipped because they are not UTF-8 or not a JSON object, or a field is missing
+        or unreadable (`reasons` holds the first few).
+        missing_duration: lines skipped because their video has no known positive, finite duration.
         missing_video: lines skipped because no video file was found under the video directory.
         missing_video_ids: the first few of those video ids.
         reasons: the first few skip reasons, `"line N: why"`.
@@ -95,3 +99,45 @@ def locate_video(video_dir: str | os.PathLike | None, video_id: str, video_path:
 def record_video_id(record: Mapping[str, Any]) -> str | None:
     """The video id of an annotation record, under the first of `VIDEO_ID_KEYS` it has; None when it has none."""
     return next((str(record[key]) for key in VIDEO_ID_KEYS if key in record), None)
+
+
+def finite_float(value: Any) -> float | None:
+    """`value` as a float when it is a number (not a bool) that is finite within the float range, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _claim_qid(first_lines: dict[str, int], qid: Any, line_number: int, source: str) -> None:
+    """Record that `qid` is on `line_number`; a `ValueError` naming the qid and both lines when it was already
+    on an earlier line (a ground-truth file holds each query once: moment_detr keys queries by qid)."""
+    key = str(qid)
+    if key in first_lines:
+        raise ValueError(
+            f"{source}:{line_number}: qid {key!r} is already on line {first_lines[key]}; "
+            f"every qid of a ground-truth file must be unique"
+        )
+    first_lines[key] = line_number
+
+
+def annotation_records(annotations: str | os.PathLike, report: LoadReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`(line number, record)` for every JSON-object line of `annotations`, each counted in `report.read`; a line
+    that is not UTF-8 or not a JSON object is counted in `report.skipped_bad_line` instead.
+
+    Raises:
+        ValueError: a qid given on two lines (naming the qid and both lines).
+    """
+    qid_lines: dict[str, int] = {}
+    for line_number, record in iter_jsonl(annotations):
+        report.read += 1
+        if isinstance(record, ValueError):
+            report.skipped_bad_line += 1
+            report.note(line_number, str(record))
+            continue
+        if record.get("qid") is not None:
+            _claim_qid(qid_lines, record["qid"], line_number, str(annotations))
+        yield line_number, record

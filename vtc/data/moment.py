@@ -6,20 +6,26 @@ or `windows`, `[[start, end], ...]`), optional `qid` (default: position among li
 optional `video_path` (relative to the video directory when one is given).
 
 Real quirks are fixed or skipped, always counted in the `LoadReport`: windows past the duration (or before 0)
-are clamped; a line with a window of end <= start after clamping is skipped; a missing video file is skipped.
+are clamped; a line with a window of end <= start after clamping, or a number that is not finite (`1e400`,
+`Infinity`, an integer beyond the float range), is skipped; a line that is not UTF-8 (or not a JSON object) is
+skipped; a video without a positive finite duration, or without its file, is skipped.
+
+A qid given twice is an error, not a skip: the loader refuses the file, naming the qid and both lines. moment_detr
+keys ground truth by qid, so a repeated qid would silently merge two queries into one.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vtc.data.base import LoadReport, locate_video, record_video_id
-from vtc.utils.io import read_jsonl
+from vtc.data.base import LoadReport, annotation_records, finite_float, locate_video, record_video_id
+from vtc.utils.io import iter_lines
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,10 @@ def clamp_windows(windows: Any, duration: float) -> tuple[list[tuple[float, floa
     for window in windows:
         if not isinstance(window, (list, tuple)) or len(window) != 2:
             raise BadWindowError(f"a window must be [start, end], got {window!r}")
-        start, end = float(window[0]), float(window[1])
+        try:
+            start, end = float(window[0]), float(window[1])
+        except OverflowError as error:
+            raise BadWindowError(f"window {window!r} is beyond the float range") from error
         if not (math.isfinite(start) and math.isfinite(end)):
             raise BadWindowError(f"window {window!r} is not finite")
         fixed_start, fixed_end = max(start, 0.0), min(end, duration)
@@ -71,18 +80,30 @@ def clamp_windows(windows: Any, duration: float) -> tuple[list[tuple[float, floa
 
 
 def read_durations(csv_path: str | os.PathLike) -> dict[str, float]:
-    """Video id -> duration in seconds from a Charades-style csv (`id` and `length` columns)."""
-    with Path(csv_path).open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"id", "length"} <= set(reader.fieldnames):
-            raise ValueError(f"{csv_path}: expected a csv with `id` and `length` columns, got {reader.fieldnames}")
-        durations = {}
-        for row in reader:
-            try:
-                durations[row["id"]] = float(row["length"])
-            except (TypeError, ValueError):
-                continue
-        return durations
+    """Video id -> duration in seconds from a Charades-style csv (`id` and `length` columns); rows whose length
+    is not a finite number are left out (their annotations are then counted as `missing_duration`).
+
+    Raises:
+        ValueError: the file is not UTF-8 (naming the file and line) or has no `id` and `length` columns.
+    """
+    data = Path(csv_path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_number = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{csv_path}:{line_number}: not UTF-8 (byte {data[error.start]:#04x})") from error
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None or not {"id", "length"} <= set(reader.fieldnames):
+        raise ValueError(f"{csv_path}: expected a csv with `id` and `length` columns, got {reader.fieldnames}")
+    durations = {}
+    for row in reader:
+        try:
+            length = finite_float(float(row["length"]))
+        except (TypeError, ValueError):
+            continue
+        if length is not None:
+            durations[row["id"]] = length
+    return durations
 
 
 def _add_item(
@@ -94,13 +115,14 @@ def _add_item(
     video_path: str | None = None,
 ) -> None:
     """Validate one annotation's fields and append its `MomentItem`, or count why it was skipped."""
-    duration = fields["duration"]
+    duration = finite_float(fields["duration"])
     if duration is None or not duration > 0:
         report.missing_duration += 1
-        report.note(line_number, f"video {fields['video_id']!r} has no positive duration ({duration!r})")
+        reason = f"video {fields['video_id']!r} has no positive finite duration ({fields['duration']!r})"
+        report.note(line_number, reason)
         return
     try:
-        windows, clamped = clamp_windows(fields["windows"], float(duration))
+        windows, clamped = clamp_windows(fields["windows"], duration)
     except BadWindowError as error:
         report.skipped_bad_window += 1
         report.note(line_number, str(error))
@@ -119,7 +141,7 @@ def _add_item(
     if path is None and (video_dir is not None or video_path is not None):
         report.note_missing_video(fields["video_id"])
         return
-    items.append(MomentItem(str(qid), fields["video_id"], path, fields["query"], tuple(windows), float(duration)))
+    items.append(MomentItem(str(qid), fields["video_id"], path, fields["query"], tuple(windows), duration))
     report.loaded += 1
 
 
@@ -135,43 +157,48 @@ def load_charades_sta(
     durations = durations if isinstance(durations, dict) else read_durations(durations)
     report = LoadReport(source=str(annotations))
     items: list[MomentItem] = []
-    with Path(annotations).open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            report.read += 1
-            head, separator, query = line.rstrip("\n").partition("##")
-            parts = head.split()
-            if not separator or len(parts) != 3 or not query.strip():
-                report.skipped_bad_line += 1
-                report.note(line_number, f"expected `VIDEOID start end##sentence`, got {line.strip()!r}")
-                continue
-            video_id, start, end = parts
-            try:
-                window = [float(start), float(end)]
-            except ValueError:
-                report.skipped_bad_line += 1
-                report.note(line_number, f"unreadable times {start!r} {end!r}")
-                continue
-            fields = {
-                "qid": None,
-                "video_id": video_id,
-                "query": query.strip(),
-                "windows": [window],
-                "duration": durations.get(video_id),
-            }
-            _add_item(report, items, line_number, fields, video_dir)
+    for line_number, line in iter_lines(annotations):
+        report.read += 1
+        fields = line if isinstance(line, ValueError) else _charades_fields(line, durations)
+        if isinstance(fields, ValueError):
+            report.skipped_bad_line += 1
+            report.note(line_number, str(fields))
+            continue
+        _add_item(report, items, line_number, fields, video_dir)
     return items, report.log()
+
+
+def _charades_fields(line: str, durations: dict[str, float]) -> dict[str, Any] | ValueError:
+    """The fields of one `VIDEOID start end##sentence` line, or a `ValueError` saying what is unreadable."""
+    head, separator, query = line.rstrip("\r\n").partition("##")
+    parts = head.split()
+    if not separator or len(parts) != 3 or not query.strip():
+        return ValueError(f"expected `VIDEOID start end##sentence`, got {line.strip()!r}")
+    video_id, start, end = parts
+    try:
+        window = [float(start), float(end)]
+    except ValueError:
+        return ValueError(f"unreadable times {start!r} {end!r}")
+    return {
+        "qid": None,
+        "video_id": video_id,
+        "query": query.strip(),
+        "windows": [window],
+        "duration": durations.get(video_id),
+    }
 
 
 def load_moment_jsonl(
     annotations: str | os.PathLike, video_dir: str | os.PathLike | None = None
 ) -> tuple[list[MomentItem], LoadReport]:
-    """moment_detr-style JSON lines: the Charades-STA release, QVHighlights, generic (module docstring)."""
+    """moment_detr-style JSON lines: the Charades-STA release, QVHighlights, generic (module docstring).
+
+    Raises:
+        ValueError: a qid given on two lines (naming the qid and both lines).
+    """
     report = LoadReport(source=str(annotations))
     items: list[MomentItem] = []
-    for line_number, record in enumerate(read_jsonl(annotations), start=1):
-        report.read += 1
+    for line_number, record in annotation_records(annotations, report):
         video_id = record_video_id(record)
         windows = record.get("relevant_windows", record.get("windows"))
         query = record.get("query")
@@ -179,13 +206,12 @@ def load_moment_jsonl(
             report.skipped_bad_line += 1
             report.note(line_number, "needs a video id, `query` and `relevant_windows` (or `windows`)")
             continue
-        duration = record.get("duration")
         fields = {
             "qid": record.get("qid"),
             "video_id": video_id,
             "query": query.strip(),
             "windows": windows,
-            "duration": float(duration) if isinstance(duration, (int, float)) else None,
+            "duration": record.get("duration"),
         }
         _add_item(report, items, line_number, fields, video_dir, record.get("video_path"))
     return items, report.log()

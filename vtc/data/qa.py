@@ -3,6 +3,9 @@
 One object a line: `question`, `options` (two or more strings), `answer` (index, letter or the option's text),
 a video id (`vid`, `video_id` or `video`), optional `qid` (default: line position), `duration`, `video_path`
 and `circular_group` (the source question of a rotated copy, see `vtc.eval.qa.circular_variants`).
+
+A line that is not UTF-8 or not a JSON object, or whose `duration` is a number that is not finite, is skipped and
+counted; a qid given on two lines is an error naming the qid and both lines (as for moment annotations).
 """
 
 from __future__ import annotations
@@ -13,9 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vtc.data.base import LoadReport, locate_video, record_video_id
+from vtc.data.base import LoadReport, annotation_records, finite_float, locate_video, record_video_id
 from vtc.data.choices import parse_choice
-from vtc.utils.io import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,17 @@ class QAItem:
     group: str | None = None
 
 
+def optional_duration(value: Any) -> float | None:
+    """A record's optional `duration`: None when absent or not a number; `ValueError` for a number that is not
+    finite (`Infinity`, `1e400`, an integer beyond the float range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = finite_float(value)
+    if number is None:
+        raise ValueError(f"`duration` must be a finite number of seconds, got {value!r}")
+    return number
+
+
 def choice_item_from_record(record: Mapping[str, Any], default_qid: str) -> QAItem:
     """One JSON-lines record as a `QAItem` (video not resolved); `ValueError` saying what is wrong."""
     options = record.get("options")
@@ -44,7 +57,6 @@ def choice_item_from_record(record: Mapping[str, Any], default_qid: str) -> QAIt
     if not isinstance(question, str) or not question.strip():
         raise ValueError("needs a non-empty `question`")
     video_id = record_video_id(record) or ""
-    duration = record.get("duration")
     group = record.get("circular_group")
     return QAItem(
         qid=str(record.get("qid", default_qid)),
@@ -53,7 +65,7 @@ def choice_item_from_record(record: Mapping[str, Any], default_qid: str) -> QAIt
         question=question.strip(),
         options=tuple(options),
         answer=answer,
-        duration=float(duration) if isinstance(duration, (int, float)) else None,
+        duration=optional_duration(record.get("duration")),
         group=None if group is None else str(group),
     )
 
@@ -61,13 +73,16 @@ def choice_item_from_record(record: Mapping[str, Any], default_qid: str) -> QAIt
 def load_choice_jsonl(
     annotations: str | os.PathLike, video_dir: str | os.PathLike | None = None
 ) -> tuple[list[QAItem], LoadReport]:
-    """Multiple-choice JSON lines; bad lines and missing videos are skipped and counted in the report."""
+    """Multiple-choice JSON lines; bad lines and missing videos are skipped and counted in the report.
+
+    Raises:
+        ValueError: a qid given on two lines (naming the qid and both lines).
+    """
     report = LoadReport(source=str(annotations))
     items: list[QAItem] = []
-    for line_number, record in enumerate(read_jsonl(annotations), start=1):
-        report.read += 1
+    for line_number, record in annotation_records(annotations, report):
         try:
-            item = choice_item_from_record(record, default_qid=str(line_number - 1))
+            item = choice_item_from_record(record, default_qid=str(report.read - 1))
         except ValueError as error:
             report.skipped_bad_line += 1
             report.note(line_number, str(error))

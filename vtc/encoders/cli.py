@@ -20,6 +20,7 @@ from vtc.encoders import ENCODERS, build_encoder
 from vtc.encoders.base import VisionEncoder
 from vtc.encoders.cache import extract_features, list_annotated_videos, list_video_directory, rank_and_world_size
 from vtc.utils.options import parse_key_values
+from vtc.video import check_sampling
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -91,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     for problem in listing.missing:
         print(f"skipped: {problem}")
     options = parse_key_values(args.encoder_option, "--encoder-option")
-    sampling = {"num_frames": args.num_frames or (None if args.fps else 32), "fps": args.fps, "size": args.size}
+    num_frames = 32 if args.num_frames is None and args.fps is None else args.num_frames
+    check_sampling(num_frames, args.fps, args.size)  # a bad option is refused before any video is read
+    sampling = {"num_frames": num_frames, "fps": args.fps, "size": args.size}
     sampling = {key: value for key, value in sampling.items() if value is not None}
     settings = {
         "encoder": args.encoder,

@@ -96,7 +96,7 @@ def parse_predicted_windows(value: Any) -> tuple[np.ndarray, np.ndarray] | None:
     [K])`.
 
     Returns None for anything else: not a non-empty list, mixed or wrong lengths, non-numeric or non-finite
-    values.
+    values (`NaN`, `Infinity`, `1e400`, an integer beyond the float range).
     """
     if not isinstance(value, list) or not value:
         return None
@@ -108,7 +108,10 @@ def parse_predicted_windows(value: Any) -> tuple[np.ndarray, np.ndarray] | None:
     numbers = [number for window in value for number in window]
     if not all(isinstance(number, (int, float)) and not isinstance(number, bool) for number in numbers):
         return None
-    array = np.asarray(value, dtype=np.float64)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer beyond the float range
+        return None
     if not np.isfinite(array).all():
         return None
     scores = array[:, 2] if array.shape[1] == 3 else -np.arange(len(array), dtype=np.float64)
@@ -132,7 +135,7 @@ def evaluate_moments(
 
     Returns:
         `mIoU`, `R1@0.3`, `R1@0.5`, `R1@0.7`, `mAP`, `mAP@0.5`, `mAP@0.75` (percentages, two decimals),
-        `num_queries`, `num_invalid` (missing or unparseable predictions, scored 0).
+        `num_queries`, `num_invalid` (missing or unparseable predictions, non-finite ones included, scored 0).
 
     Raises:
         ValueError: a predicted qid is not in the ground truth, or there is no ground truth.
@@ -167,12 +170,13 @@ def evaluate_moments(
 
 
 def ground_truth_windows(record: Mapping[str, Any], source: str = "ground truth") -> np.ndarray:
-    """A ground-truth record's `relevant_windows` as `[M, 2]`; `ValueError` unless M >= 1, all end > start."""
+    """A ground-truth record's `relevant_windows` as `[M, 2]`; `ValueError` unless M >= 1, all finite (within the
+    float range) with end > start."""
     windows = record.get("relevant_windows")
     qid = record.get("qid")
     try:
         array = np.asarray(windows, dtype=np.float64)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise ValueError(f"{source}: qid {qid!r} has unreadable relevant_windows {windows!r}") from error
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != 2:
         raise ValueError(f"{source}: qid {qid!r} relevant_windows must be [M>=1, 2], got shape {array.shape}")

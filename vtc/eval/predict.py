@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vtc.data.batch import collate
-from vtc.eval.moment import evaluate_moments
+from vtc.eval.moment import evaluate_moments, ground_truth_windows
 
 if TYPE_CHECKING:
     from vtc.lmm.model import VideoLMM
@@ -38,7 +38,25 @@ def predict_windows(
 
 
 def score(records: Sequence[dict]) -> dict[str, float | int]:
-    """`evaluate_moments` over prediction records that carry their ground truth."""
-    predictions = {record["qid"]: record["pred_relevant_windows"] for record in records}
-    ground_truth = {record["qid"]: np.asarray(record["relevant_windows"], dtype=np.float64) for record in records}
-    return evaluate_moments(predictions, ground_truth)
+    """`evaluate_moments` over prediction records that carry their ground truth, one query per distinct qid.
+
+    A record repeating an earlier record's qid is not scored (the first one is) and is counted in
+    `num_duplicates`, so `num_queries` is the number of distinct ground-truth qids.
+
+    Raises:
+        ValueError: a record's ground truth is unreadable, or differs from an earlier record's of the same qid.
+    """
+    first: dict[str, dict] = {}
+    ground_truth: dict[str, np.ndarray] = {}
+    for number, record in enumerate(records, start=1):
+        qid = record["qid"]
+        windows = ground_truth_windows(record, f"prediction record {number}")
+        if qid not in first:
+            first[qid], ground_truth[qid] = record, windows
+        elif not np.array_equal(windows, ground_truth[qid]):
+            raise ValueError(
+                f"prediction record {number}: qid {qid!r} repeats an earlier record with other ground truth "
+                f"({windows.tolist()} vs {ground_truth[qid].tolist()}); a qid must name one query"
+            )
+    predictions = {qid: record["pred_relevant_windows"] for qid, record in first.items()}
+    return {**evaluate_moments(predictions, ground_truth), "num_duplicates": len(records) - len(first)}

@@ -1,4 +1,5 @@
-"""Files that are never half-written: atomic text, safetensors and JSON-lines writes, and JSON-lines reading."""
+"""Files that are never half-written: atomic text, safetensors and JSON-lines writes; and line and JSON-lines
+reading that names the file and line of every bad line."""
 
 from __future__ import annotations
 
@@ -44,21 +45,52 @@ def atomic_save_safetensors(
         save_file(tensors, str(temporary), metadata=metadata)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every non-blank line of `path` as a dict; `ValueError` naming the file and line for a corrupt line."""
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | ValueError]]:
+    """Every non-blank line of `path` as `(line number, text)`; a line that is not UTF-8 comes as
+    `(line number, ValueError naming the file, line and byte)`, so readers can skip it and go on."""
     path = Path(path)
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
+            yield line_number, _decode(raw, f"{path}:{line_number}")
+
+
+def _decode(raw: bytes, where: str) -> str | ValueError:
+    """`raw` decoded as UTF-8, or a `ValueError` starting with `where` naming the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return ValueError(f"{where}: not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})")
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any] | ValueError]]:
+    """Every non-blank line of `path` as `(line number, record)`; a line that is not UTF-8, not valid JSON or
+    not a JSON object comes as `(line number, ValueError naming the file and line)`, so readers can skip it."""
+    for line_number, line in iter_lines(path):
+        yield line_number, line if isinstance(line, ValueError) else _parse_json(line, f"{path}:{line_number}")
+
+
+def _parse_json(line: str, where: str) -> dict[str, Any] | ValueError:
+    """One JSON-lines line as a dict, or a `ValueError` starting with `where` saying why it is not one."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError) as error:
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+        return ValueError(f"{where}: not valid JSON ({reason})")
+    if not isinstance(record, dict):
+        return ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every non-blank line of `path` as a dict; `ValueError` naming the file and line for a line that is not
+    UTF-8, not valid JSON or not a JSON object."""
+    records = []
+    for _, record in iter_jsonl(path):
+        if isinstance(record, ValueError):
+            raise record
+        records.append(record)
     return records
 
 
