@@ -7,12 +7,16 @@ atomically after its folder is complete. Only the last and the best folders are 
   trainable or randomly initialised `tiny` encoder);
 - `optimizer.pt`, `scheduler.pt` (state dicts, loaded with `weights_only=True`);
 - `rng-rank{r}.pt`: python, numpy and torch RNG states of each process;
-- `state.json`: step, data order (epoch, position, sampler seed), best metric, evaluations without progress.
+- `state.json`: step, data order (epoch, position, sampler seed), best metric, evaluations without progress, and
+  `files`: the sha256 of every other file of the folder, checked on load (`verify_checkpoint`); resuming falls back
+  to the newest intact folder when the last one is corrupt or truncated.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -26,6 +30,13 @@ from vtc.lmm.model import VideoLMM
 from vtc.utils.io import atomic_write_text
 
 POINTERS = ("last", "best")
+STATE_NAME = "state.json"
+
+logger = logging.getLogger(__name__)
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint folder whose files are missing, truncated or altered since it was written."""
 
 
 def step_name(step: int) -> str:
@@ -80,6 +91,48 @@ def fsync_tree(directory: Path) -> None:
                 os.fsync(handle.fileno())
 
 
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of a file's bytes (read in chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """`{relative posix path: sha256}` of every file under `folder` but its `state.json`."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.name != STATE_NAME)
+    return {path.relative_to(folder).as_posix(): sha256_file(path) for path in files}
+
+
+def verify_checkpoint(folder: Path) -> dict[str, Any]:
+    """The folder's `state.json` once every file it lists has its recorded sha256 (folders written before hashes
+    were recorded are taken as they are); `CorruptCheckpointError` naming the bad file otherwise."""
+    state_path = folder / STATE_NAME
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CorruptCheckpointError(f"checkpoint {folder}: cannot read {state_path}: {error}") from error
+    for name, expected in state.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise CorruptCheckpointError(f"checkpoint {folder}: {path} is missing")
+        found = sha256_file(path)
+        if found != expected:
+            raise CorruptCheckpointError(
+                f"checkpoint {folder}: {path} is corrupt or truncated (sha256 {found[:12]}..., expected "
+                f"{expected[:12]}...)"
+            )
+    return state
+
+
+def step_of(folder: Path) -> int:
+    """The step a `step-XXXXXXXX` folder holds (-1 for another name)."""
+    digits = folder.name.removeprefix("step-")
+    return int(digits) if digits.isdigit() else -1
+
+
 class CheckpointStore:
     """Writes and reads the checkpoints of one run (see the module docstring). Collective calls: every process
     calls `save` (each writes its RNG state; the main process writes the rest)."""
@@ -118,28 +171,45 @@ class CheckpointStore:
             model.save_pretrained(staging / "model")
             torch.save(optimizer.state_dict(), staging / "optimizer.pt")
             torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-            atomic_write_text(staging / "state.json", json.dumps({**state, "step": step}, indent=2))
+            record = {**state, "step": step, "files": file_hashes(staging)}
+            atomic_write_text(staging / STATE_NAME, json.dumps(record, indent=2))
             fsync_tree(staging)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(staging, final)
-            pointers = {"last": final, "best": final if best else self.pointer("best")}
-            for name, folder in pointers.items():
-                if folder is not None:
-                    atomic_write_text(self.root / f"{name}.json", json.dumps({"dir": folder.name, "step": step}))
-            keep = {folder.name for folder in pointers.values() if folder is not None}
+            for name in POINTERS if best else ("last",):
+                atomic_write_text(self.root / f"{name}.json", json.dumps({"dir": final.name, "step": step}))
+            keep = {folder.name for folder in (final, self.pointer("best")) if folder is not None}
             for folder in self.root.glob("step-*"):
                 if folder.name not in keep:
                     shutil.rmtree(folder, ignore_errors=True)
         accelerator.wait_for_everyone()
         return final
 
-    def load(
-        self, model: VideoLMM, optimizer: torch.optim.Optimizer, scheduler: Any, name: str = "last"
-    ) -> dict[str, Any]:
-        """Restore weights, optimizer, scheduler and this process's RNG state; returns `state.json`."""
-        folder = self.pointer(name)
-        if folder is None:
-            raise FileNotFoundError(f"no {name!r} checkpoint under {self.root}")
+    def candidates(self) -> list[Path]:
+        """Checkpoint folders to resume from, in order: the `last` pointer's, then the others, newest first."""
+        last = self.pointer("last")
+        others = sorted((f for f in self.root.glob("step-*") if step_of(f) >= 0 and f != last), key=step_of)
+        return [folder for folder in (last, *reversed(others)) if folder is not None]
+
+    def newest_intact(self) -> tuple[Path, dict[str, Any]]:
+        """The first of `candidates()` that `verify_checkpoint` accepts and its state, logging each folder skipped
+        and why; `CorruptCheckpointError` listing them all when none is intact."""
+        skipped = []
+        for folder in self.candidates():
+            try:
+                return folder, verify_checkpoint(folder)
+            except CorruptCheckpointError as error:
+                skipped.append(str(error))
+                if self.accelerator.is_main_process:
+                    logger.warning("skipped %s", error)
+        if not skipped:
+            raise FileNotFoundError(f"no checkpoint under {self.root}")
+        raise CorruptCheckpointError(f"no intact checkpoint under {self.root}: " + "; ".join(skipped))
+
+    def load(self, model: VideoLMM, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+        """Restore weights, optimizer, scheduler and this process's RNG state from the newest intact checkpoint;
+        returns its `state.json`."""
+        folder, state = self.newest_intact()
         load_model_weights(model, folder / "model")
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
@@ -148,4 +218,4 @@ class CheckpointStore:
         if not rng_path.exists():
             raise ValueError(f"{folder} was written by fewer processes: no RNG state for rank {rank}")
         set_rng_state(torch.load(rng_path, weights_only=True))
-        return json.loads((folder / "state.json").read_text())
+        return state

@@ -1,4 +1,4 @@
-"""`vtc train --config cfg.yaml [--config more.yaml] [--set optim.lr=1e-4 ...] [--resume]`."""
+"""`vtc train --config cfg.yaml [--config more.yaml] [--set optim.lr=1e-4 ...] [--resume | --overwrite]`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", action="append", required=True, help="YAML config (repeat to merge, e.g. model then data)"
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-4")
-    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the run's newest intact checkpoint")
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start anew in a folder that holds a run, archiving the old run as <dir>.archived-<YYYYmmdd-HHMMSS>",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from vtc.train.checkpoint import CorruptCheckpointError
+    from vtc.train.run_folder import RunFolderError
     from vtc.train.trainer import Trainer
 
     try:
@@ -26,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"vtc train: error: {error}", file=sys.stderr)
         return 2
     trainer = Trainer(config)
-    summary = trainer.fit(resume=args.resume)
+    try:
+        summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
+    except (RunFolderError, CorruptCheckpointError) as error:
+        print(f"vtc train: error: {error}", file=sys.stderr)
+        return 2
     if trainer.accelerator.is_main_process:
         print(json.dumps(summary))
     return 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,10 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise ValueError(f"an override is KEY.PATH=VALUE, got {text!r}")
-    parsed: Any = yaml.safe_load(value) if value.strip() else None
+    try:
+        parsed: Any = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as error:
+        raise ValueError(f"override {text!r}: the value is not valid YAML ({error})") from error
     if isinstance(parsed, str):
         parsed = parse_number(parsed)
     for part in reversed(key.split(".")):
@@ -146,7 +150,58 @@ def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
         for key, value in values.items():
             values[key] = coerce(value, known[key], f"{name}.{key}")
         built[name] = cls(**values)
-    return TrainConfig(**built)
+    config = TrainConfig(**built)
+    validate(config)
+    return config
+
+
+def require(name: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
+    """`ValueError` naming the key, the value and what is allowed, unless `ok(value)` (None always passes)."""
+    if value is not None and not ok(value):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def is_count(value: Any) -> bool:
+    """An integer >= 1 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def non_negative(value: Any) -> bool:
+    """A number >= 0."""
+    return value >= 0
+
+
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "optim.lr": (non_negative, ">= 0"),
+    "optim.weight_decay": (non_negative, ">= 0"),
+    "optim.betas": (lambda betas: len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
+    "optim.warmup_ratio": (lambda value: 0 <= value <= 1, "in [0, 1]"),
+    "optim.max_grad_norm": (lambda value: value > 0, "> 0"),
+    "optim.batch_size": (is_count, "an integer >= 1"),
+    "optim.max_steps": (is_count, "an integer >= 1"),
+    "run.eval_every": (is_count, "an integer >= 1"),
+    "run.save_every": (is_count, "null or an integer >= 1"),
+    "run.patience": (is_count, "null or an integer >= 1"),
+    "run.eval_batch_size": (is_count, "an integer >= 1"),
+    "run.log_every": (is_count, "an integer >= 1"),
+    "data.num_train": (is_count, "an integer >= 1"),
+    "data.num_val": (is_count, "an integer >= 1"),
+    "data.num_frames": (is_count, "an integer >= 1"),
+    "data.frame_size": (is_count, "null or an integer >= 1"),
+}
+
+
+def validate(config: TrainConfig) -> None:
+    """Check value ranges (`RULES`) and that `model.tiny_lm` and `model.lmm.llm.path` are not both set."""
+    for name, (ok, allowed) in RULES.items():
+        section, key = name.split(".")
+        require(name, getattr(getattr(config, section), key), ok, allowed)
+    llm_path = (config.model.lmm.get("llm") or {}).get("path")
+    if config.model.tiny_lm is not None and llm_path is not None:
+        raise ValueError(
+            f"model.tiny_lm and model.lmm.llm.path are both set (llm.path={llm_path!r}); the tiny LM would replace "
+            "it: set only one"
+        )
 
 
 def coerce(value: Any, spec: dataclasses.Field, name: str) -> Any:
@@ -159,24 +214,36 @@ def coerce(value: Any, spec: dataclasses.Field, name: str) -> Any:
             raise ValueError(f"{name} must be true or false, got {value!r}")
         return value
     if isinstance(default, (int, float)):
-        number = parse_number(value) if isinstance(value, str) else value
-        if not isinstance(number, (int, float)) or isinstance(number, bool):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        if isinstance(default, int) and float(number) != int(number):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        return type(default)(number)
+        return finite_number(value, type(default), name)
     if isinstance(default, tuple):
-        return tuple(float(item) for item in value)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list of {len(default)} numbers, got {value!r}")
+        return tuple(finite_number(item, float, name) for item in value)
     if isinstance(default, dict) and not isinstance(value, Mapping):
         raise ValueError(f"{name} must be a mapping, got {value!r}")
     return value
+
+
+def finite_number(value: Any, kind: type, name: str) -> int | float:
+    """`value` as a finite `kind` (int or float); `ValueError` naming `name` for text, inf, nan or a fraction."""
+    number = parse_number(value) if isinstance(value, str) else value
+    if not isinstance(number, (int, float)) or isinstance(number, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if kind is int and float(number) != int(number):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return kind(number)
 
 
 def load_train_config(paths: Iterable[str | os.PathLike] = (), overrides: Iterable[str] = ()) -> TrainConfig:
     """Merge YAML files in order, then the dotted `overrides`, into a checked `TrainConfig`."""
     raw: dict[str, Any] = {}
     for path in paths:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from error
         if not isinstance(loaded, Mapping):
             raise ValueError(f"{path}: a config file holds a mapping of sections, got {type(loaded).__name__}")
         raw = merge(raw, loaded)

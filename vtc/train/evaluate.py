@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vtc.eval.predict import predict_windows, score
-from vtc.train.checkpoint import load_model
+from vtc.train.checkpoint import STATE_NAME, load_model, verify_checkpoint
 from vtc.train.config import RESOLVED_CONFIG_NAME, load_train_config
 from vtc.train.data import build_datasets
 from vtc.utils.io import atomic_write_text, write_jsonl
@@ -39,6 +39,8 @@ def evaluate_checkpoint(
     """Metrics of a checkpoint on `split` of the data config (the run's own when `data_configs` is empty);
     writes `out/predictions.jsonl` (moment_detr format plus the raw `text`) and `out/metrics.json`."""
     folder = resolve_checkpoint(Path(checkpoint))
+    if (folder / STATE_NAME).exists():  # a training checkpoint: its files checked (a bare model/ folder is taken)
+        verify_checkpoint(folder)
     if not data_configs:
         run_config = folder.parent.parent / RESOLVED_CONFIG_NAME
         if not run_config.exists():

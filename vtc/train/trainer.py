@@ -4,7 +4,8 @@ AdamW (STAC: lr 1e-5, weight decay 0.01; as Hugging Face's Trainer, no decay on 
 warm-up over the first `warmup_ratio` of the steps then cosine decay to 0, gradient clipping, generation-based
 validation (`vtc.eval.predict`) every `eval_every` steps with early stopping on validation mIoU,
 metrics to `metrics.jsonl`, resumable checkpoints (`vtc.train.checkpoint`) that reproduce an uninterrupted run
-bit for bit on the same hardware and process count.
+bit for bit on the same hardware and process count. A run never replaces nor mixes with another run in its folder
+(`vtc.train.run_folder`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from vtc.lmm.tiny import save_tiny_lm
 from vtc.train.checkpoint import CheckpointStore
 from vtc.train.config import RESOLVED_CONFIG_NAME, DataConfig, TrainConfig, save_train_config
 from vtc.train.data import BatchOrder, EncodedSamples, build_datasets, complete_encoder, data_source, features_key
+from vtc.train.run_folder import CHECKPOINTS_NAME, METRICS_NAME, prepare_run_folder, read_metrics
 from vtc.utils.io import atomic_write_text
 
-METRICS_NAME = "metrics.jsonl"
 RESULTS_NAME = "results.json"
 
 
@@ -73,7 +74,7 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         self.output_dir = Path(config.run.output_dir)
-        self.store = CheckpointStore(self.output_dir / "checkpoints", self.accelerator)
+        self.store = CheckpointStore(self.output_dir / CHECKPOINTS_NAME, self.accelerator)
         self.shared_features = {} if shared_features is None else shared_features
 
     # ------------------------------------------------------------------------------------------------ setup
@@ -145,15 +146,15 @@ class Trainer:
         self.step, self.best, self.stale_evals = 0, -1.0, 0
 
     def resume(self) -> None:
-        """Continue from the last checkpoint; drop metric lines the interrupted run wrote after it."""
+        """Continue from the newest intact checkpoint; drop metric lines the interrupted run wrote after it (and a
+        torn last line)."""
         state = self.store.load(self.model, self.optimizer, self.scheduler)
         self.order.load_state_dict(state["order"])
         self.step, self.best, self.stale_evals = state["step"], state["best"], state["stale_evals"]
         metrics_path = self.output_dir / METRICS_NAME
         if self.accelerator.is_main_process and metrics_path.exists():
-            lines = [line for line in metrics_path.read_text().splitlines() if line.strip()]
-            kept = [line for line in lines if json.loads(line)["step"] <= self.step]
-            atomic_write_text(metrics_path, "".join(f"{line}\n" for line in kept))
+            kept = [record for record in read_metrics(metrics_path)[0] if record["step"] <= self.step]
+            atomic_write_text(metrics_path, "".join(json.dumps(record) + "\n" for record in kept))
 
     # --------------------------------------------------------------------------------------------- running
 
@@ -193,10 +194,12 @@ class Trainer:
         }
         self.store.save(self.step, self.model, self.optimizer, self.scheduler, state, best)
 
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train until `max_steps` or early stopping; returns (and writes) the summary."""
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Train until `max_steps` or early stopping; returns (and writes) the summary. A folder that holds a run
+        needs `resume` (same config but for `run_folder.SAFE_TO_CHANGE`) or `overwrite` (the old run archived)."""
         from tqdm.auto import tqdm
 
+        prepare_run_folder(self.config, self.accelerator, resume, overwrite)
         self.setup()
         if resume:
             self.resume()

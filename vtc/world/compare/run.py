@@ -110,12 +110,13 @@ def train_and_evaluate(
     config: TrainConfig, test: SyntheticSamples, tokens: tuple[int, int], shared_features: dict[str, Any]
 ) -> dict[str, Any]:
     """Train one run (frozen-encoder features shared with the other runs), score its best checkpoint on the test
-    split, and measure its cost."""
+    split, and measure its cost. A folder holding an unfinished run, or one trained with another config, is archived
+    beside it (`Trainer.fit(overwrite=True)`) and trained anew."""
     summary = finished_run(config)
     reused = summary is not None
     if summary is None:
         started = time.perf_counter()
-        summary = Trainer(config, shared_features=shared_features).fit()
+        summary = Trainer(config, shared_features=shared_features).fit(overwrite=True)
         summary["train_seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_text(Path(config.run.output_dir) / FINISHED_NAME, json.dumps(summary, indent=2) + "\n")
     checkpoint = Path(summary["best_checkpoint"]) / "model"
