@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from typing import Any
 
 import pytest
@@ -180,3 +181,47 @@ def test_declared_streaming_steps_frames(name):
         out, state = model.step_frame(tokens[:, frame], torch.full((BATCH,), float(frame)), state)
         assert out.tokens.shape[0] == BATCH and out.tokens.shape[2] == DIM
         assert out.mask.shape == out.frame_index.shape == out.timestamps.shape == out.tokens.shape[:2]
+
+
+ZERO_IS_VALID = {"seed"}  # int arguments for which 0 is a valid value (all others must be >= 1)
+
+
+def numeric_arguments(kind: str) -> list[tuple[str, str]]:
+    """`(compressor, argument)` for every constructor argument whose annotation names `kind` ("int" or "float");
+    int arguments that may also be floats count as float."""
+    found = []
+    for name in NAMES:
+        for argument, parameter in inspect.signature(compressor_class(name)).parameters.items():
+            annotation = str(parameter.annotation)
+            if re.search(rf"\b{kind}\b", annotation) and (kind == "float" or "float" not in annotation):
+                found.append((name, argument))
+    return found
+
+
+def build(name: str, argument: str, value: Any) -> Compressor:
+    with torch.device("meta"):
+        return create_compressor(name, **{"dim": DIM, **SMALL_KWARGS.get(name, {}), argument: value})
+
+
+@pytest.mark.parametrize(("name", "argument"), numeric_arguments("int"))
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_constructor_refuses_bad_int_arguments(name, argument, value):
+    if value == 0 and argument in ZERO_IS_VALID:
+        assert build(name, argument, value).config[argument] == 0
+        return
+    with pytest.raises((ValueError, TypeError), match=rf"\b{argument}\b"):
+        build(name, argument, value)
+
+
+@pytest.mark.parametrize(("name", "argument"), numeric_arguments("float"))
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_constructor_refuses_non_finite_and_negative_float_arguments(name, argument, value):
+    with pytest.raises((ValueError, TypeError), match=rf"\b{argument}\b"):
+        build(name, argument, value)
+
+
+def test_numeric_arguments_are_found():
+    assert {("random", "seed"), ("stac", "d_state"), ("avgpool2d", "grid"), ("cabstractor", "hidden_dim")} <= set(
+        numeric_arguments("int")
+    )
+    assert {("taa", "keep_ratio"), ("tstar", "frame_ratio")} <= set(numeric_arguments("float"))

@@ -111,3 +111,36 @@ def test_block_shapes_and_bad_input(mixer):
         block(torch.randn(2, 0, 16))
     with pytest.raises(ValueError, match="mixer must be"):
         MambaBlock(16, mixer="lstm")
+
+
+@pytest.mark.parametrize("mixer_class", [Mamba, BiMamba, Mamba2])
+@pytest.mark.parametrize("argument", ["d_model", "d_state", "d_conv", "expand"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_mixers_refuse_bad_sizes_at_construction(mixer_class, argument, value):
+    """`d_state=0` used to construct and then divide by zero in the scan; every size is checked where it enters."""
+    arguments = {"d_model": 16, "head_dim": 8, argument: value}
+    if mixer_class is not Mamba2:
+        del arguments["head_dim"]
+    with torch.device("meta"), pytest.raises((ValueError, TypeError), match=rf"\b{argument}\b"):
+        mixer_class(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"dt_min": 0.0}, "dt_min"),
+        ({"dt_min": 0.5, "dt_max": 0.1}, "dt_min"),
+        ({"dt_max": float("nan")}, "dt_max"),
+        ({"dt_init_floor": -1.0}, "dt_init_floor"),
+        ({"dt_rank": 0}, "dt_rank"),
+    ],
+)
+def test_mamba_refuses_bad_dt_arguments(arguments, named):
+    with torch.device("meta"), pytest.raises((ValueError, TypeError), match=named):
+        Mamba(16, **arguments)
+
+
+@pytest.mark.parametrize("argument", ["head_dim", "n_groups", "chunk_size"])
+def test_mamba2_refuses_bad_head_arguments(argument):
+    with torch.device("meta"), pytest.raises((ValueError, TypeError), match=argument):
+        Mamba2(16, **{"head_dim": 8, argument: 0})

@@ -108,3 +108,30 @@ def test_mambamia_spatial_stage_makes_per_frame_query_anchors_that_learn_and_str
             frame, state = model.step_frame(tokens[:, t], torch.full((2,), float(t)), state)
             frames.append(frame.tokens)
         assert (torch.cat(frames, dim=1) - model(tokens).tokens).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("frames", "keep_ratio", "kept"),
+    [(1, 0.3, 1), (7, 0.5, 4), (9, 1 / 3, 3), (10, 0.25, 3), (12, 1.0, 12), (25, 0.28, 7), (25, 7 / 25, 7)],
+)
+def test_taa_keeps_exactly_ceil_ratio_frames(frames, keep_ratio, kept):
+    """`kept` = ceil(keep_ratio * frames), by hand. Delta-time is 1 on `kept` spread-out frames and 1e-9 elsewhere,
+    so with the threshold sum / kept exactly those frames cross it, one crossing each."""
+    model = make(keep_ratio=keep_ratio)
+    spikes = [round((k + 1) * frames / kept) - 1 for k in range(kept)]
+    delta = torch.full((1, frames), 1e-9)
+    delta[0, spikes] = 1.0
+    model.mix = lambda anchors, state=None: (anchors, delta, None)
+    out = model(torch.randn(1, frames, PER_FRAME, DIM))
+    assert out.aux["kept_frames"][0].nonzero().squeeze(1).tolist() == spikes
+    assert out.tokens.shape[1] == model.num_output_tokens(frames, PER_FRAME) == kept * 4
+
+
+def test_taa_refuses_non_monotonic_timestamps():
+    model = make()
+    tokens = torch.randn(1, 4, PER_FRAME, DIM)
+    with pytest.raises(ValueError, match="timestamps must not decrease"):
+        model(tokens, torch.tensor([[0.0, 1.0, 3.0, 2.0]]))
+    out = model(tokens, torch.tensor([[0.0, 1.0, 2.0, 3.0]]))
+    valid_times = out.timestamps[out.mask]
+    assert (valid_times[1:] >= valid_times[:-1]).all()

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from vtc.compressors.card import MethodCard
+from vtc.utils.checks import check_int
 from vtc.utils.io import atomic_save_safetensors, atomic_write_text
 
 CONFIG_NAME = "config.json"
@@ -70,28 +71,44 @@ class Compressor(nn.Module):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.__init__ = recording_config(cls.__init__)
+        if "step_frame" in cls.__dict__:
+            cls.step_frame = checked_step(cls.__dict__["step_frame"])
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        if dim <= 0:
-            raise ValueError(f"dim must be positive, got {dim}")
-        self.dim = dim
+        self.dim = check_int("dim", dim)
 
     def forward(
         self, tokens: Tensor, timestamps: Tensor | None = None, frame_mask: Tensor | None = None
     ) -> CompressedTokens:
         """Compress a batch of videos.
 
+        Any floating dtype is accepted: the compressor computes in its parameters' dtype (a parameter-free one in the
+        input's) and returns `tokens` in the input's dtype.
+
         Args:
-            tokens: `[B, T, N, D]` visual tokens, D = `self.dim`.
-            timestamps: `[B, T]` frame times in seconds; frame indices (0, 1, ...) when None.
-            frame_mask: `[B, T]` bool, False for padded frames (never selected, never averaged in); all True when None.
+            tokens: `[B, T, N, D]` visual tokens, D = `self.dim`, finite.
+            timestamps: `[B, T]` finite frame times in seconds, never decreasing along a video's valid frames (ties
+                keep frame order); frame indices (0, 1, ...) when None.
+            frame_mask: `[B, T]` bool (or numbers that are exactly 0 / 1), False for padded frames (never selected,
+                never averaged in); all True when None.
 
         Returns:
             `CompressedTokens` with `tokens [B, L, D]`, `L <= num_output_tokens(T, N)`.
+
+        Raises:
+            ValueError: wrong shapes, an empty video, non-finite values, a frame_mask with other values than 0 / 1,
+                or timestamps that go back in time.
         """
         timestamps, frame_mask = validate_inputs(tokens, self.dim, timestamps, frame_mask)
-        return self.compress(tokens, timestamps, frame_mask)
+        out = self.compress(tokens.to(self.compute_dtype(tokens.dtype)), timestamps, frame_mask)
+        out.tokens = out.tokens.to(tokens.dtype)
+        return out
+
+    def compute_dtype(self, input_dtype: torch.dtype) -> torch.dtype:
+        """The dtype the compressor computes in: its first floating parameter's, or `input_dtype` when it has none."""
+        floating = (parameter.dtype for parameter in self.parameters() if parameter.is_floating_point())
+        return next(floating, input_dtype)
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """Compress validated inputs (`[B, T, N, D]`, `[B, T]` float, `[B, T]` bool)."""
@@ -111,7 +128,12 @@ class Compressor(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not support streaming (it looks at future frames)")
 
     def step_frame(self, frame_tokens: Tensor, timestamp: Tensor, state: Any) -> tuple[CompressedTokens, Any]:
-        """Compress one more frame `[B, N, D]` at `timestamp [B]`; returns that frame's output and the new state."""
+        """Compress one more frame `[B, N, D]` at `timestamp [B]`; returns that frame's output and the new state.
+
+        A subclass's `step_frame` is wrapped by `checked_step`: a bad frame (wrong shape, NaN or Inf) raises
+        `ValueError` before the state is touched, so the caller may skip it and go on with the same state; dtypes are
+        handled as in `forward`.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not support streaming (it looks at future frames)")
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
@@ -134,6 +156,8 @@ class Compressor(nn.Module):
         weights = directory / WEIGHTS_NAME
         if weights.exists():
             model.load_state_dict(load_file(str(weights)), strict=True)
+        elif model.state_dict():
+            raise FileNotFoundError(f"{weights} is missing: {type(model).__name__} has weights to load")
         return model
 
     def extra_repr(self) -> str:
@@ -146,7 +170,8 @@ def validate_inputs(
     """Check `tokens [B, T, N, D]`, `timestamps [B, T]`, `frame_mask [B, T]`; fill the defaults.
 
     Raises `ValueError` naming the expected and received shapes for any wrong rank or size, an empty video,
-    or non-finite values.
+    non-finite values, a `frame_mask` that is neither bool nor exactly 0 / 1, or timestamps that decrease along a
+    video's valid frames (`check_time_order`).
     """
     if not isinstance(tokens, Tensor):
         raise TypeError(f"tokens must be a torch.Tensor [B, T, N, D], got {type(tokens).__name__}")
@@ -174,10 +199,52 @@ def validate_inputs(
     else:
         if tuple(frame_mask.shape) != (batch, frames):
             raise ValueError(f"frame_mask must be [B={batch}, T={frames}], got shape {tuple(frame_mask.shape)}")
+        other = frame_mask[(frame_mask != 0) & (frame_mask != 1)]
+        if other.numel():
+            raise ValueError(f"frame_mask must be bool or exactly 0 / 1, got {other[0].item()} ({frame_mask.dtype})")
         frame_mask = frame_mask.to(device=tokens.device, dtype=torch.bool)
         if not frame_mask.any(dim=1).all():
             raise ValueError("every video needs at least one valid frame (a frame_mask row is all False)")
+    check_time_order(timestamps, frame_mask)
     return timestamps, frame_mask
+
+
+def check_time_order(timestamps: Tensor, frame_mask: Tensor) -> None:
+    """Raise `ValueError` if a video's timestamps `[B, T]` decrease from one valid frame to the next."""
+    valid_times = timestamps.masked_fill(~frame_mask, float("-inf")).cummax(dim=1).values
+    going_back = frame_mask[:, 1:] & (timestamps[:, 1:] < valid_times[:, :-1])
+    if going_back.any():
+        video, frame = (int(index) for index in going_back.nonzero()[0])
+        raise ValueError(
+            f"timestamps must not decrease along a video's valid frames; video {video} goes back from "
+            f"{float(valid_times[video, frame])} s to {float(timestamps[video, frame + 1])} s at frame {frame + 1}"
+        )
+
+
+def validate_frame(frame_tokens: Tensor, dim: int, timestamp: Tensor) -> None:
+    """Check one streamed frame `[B, N, D]` and its `timestamp [B]` as `validate_inputs` checks a video."""
+    if not isinstance(frame_tokens, Tensor) or frame_tokens.dim() != 3 or frame_tokens.shape[-1] != dim:
+        shape = tuple(frame_tokens.shape) if isinstance(frame_tokens, Tensor) else type(frame_tokens).__name__
+        raise ValueError(f"frame_tokens must be a tensor [B, N, D={dim}], got {shape}")
+    if not isinstance(timestamp, Tensor) or tuple(timestamp.shape) != frame_tokens.shape[:1]:
+        raise ValueError(f"timestamp must be a tensor [B={frame_tokens.shape[0]}], got {timestamp!r}")
+    validate_inputs(frame_tokens.unsqueeze(1), dim, timestamp.unsqueeze(1), None)
+
+
+def checked_step(step: Callable[..., tuple[CompressedTokens, Any]]) -> Callable[..., tuple[CompressedTokens, Any]]:
+    """Wrap a compressor class's `step_frame`: validate the frame before the state is touched, compute in
+    `compute_dtype` and return tokens in the frame's dtype."""
+
+    @functools.wraps(step)
+    def step_checked(
+        self: Compressor, frame_tokens: Tensor, timestamp: Tensor, state: Any
+    ) -> tuple[CompressedTokens, Any]:
+        validate_frame(frame_tokens, self.dim, timestamp)
+        out, state = step(self, frame_tokens.to(self.compute_dtype(frame_tokens.dtype)), timestamp, state)
+        out.tokens = out.tokens.to(frame_tokens.dtype)
+        return out, state
+
+    return step_checked
 
 
 # ---------------------------------------------------------------------------------------------------- config

@@ -15,6 +15,7 @@ from vtc.compressors.base import CompressedTokens, Compressor, register_compress
 from vtc.compressors.card import Family, Knob, MethodCard, side_up
 from vtc.compressors.grid import as_pair, ceil_div, from_grid, optional_grid, square_grid, to_grid
 from vtc.compressors.ops import per_frame_output
+from vtc.utils.checks import check_int
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -96,12 +97,11 @@ class CAbstractor(Compressor):
         grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(dim)
-        hidden_dim = dim if hidden_dim is None else hidden_dim
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        self.grid_out = optional_grid(grid_out)
-        self.kernel = as_pair(kernel)
-        self.grid = optional_grid(grid)
+        hidden_dim = dim if hidden_dim is None else check_int("hidden_dim", hidden_dim)
+        check_int("depth", depth)
+        self.grid_out = optional_grid("grid_out", grid_out)
+        self.kernel = as_pair("kernel", kernel)
+        self.grid = optional_grid("grid", grid)
         self.stage1 = res_stage(depth, dim, hidden_dim)
         self.stage2 = res_stage(depth, hidden_dim, hidden_dim)
         self.readout = nn.Sequential(nn.Linear(hidden_dim, dim), nn.SiLU(), nn.Linear(dim, dim))

@@ -9,6 +9,8 @@ import math
 
 from torch import Tensor
 
+from vtc.utils.checks import check_int
+
 
 def ceil_div(numerator: int, denominator: int) -> int:
     """Integer ceiling division."""
@@ -28,17 +30,18 @@ def square_grid(tokens_per_frame: int, grid: tuple[int, int] | None = None) -> t
     return side, side
 
 
-def as_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """`k` -> `(k, k)`; pairs pass through (lists from JSON configs become tuples)."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"expected a positive int or (height, width) pair, got {value!r}")
-    return pair
+def as_pair(name: str, value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """The argument `name`: `k` -> `(k, k)`; pairs of positive ints pass through (JSON lists become tuples)."""
+    if not isinstance(value, (tuple, list)):
+        value = (check_int(name, value), check_int(name, value))
+    if len(value) != 2:
+        raise ValueError(f"{name} must be a positive int or a (height, width) pair, got {value!r}")
+    return check_int(f"{name}[0]", value[0]), check_int(f"{name}[1]", value[1])
 
 
-def optional_grid(grid: tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
-    """A `(height, width)` pair, or None (the grid is then the square root of N)."""
-    return None if grid is None else as_pair(grid)
+def optional_grid(name: str, grid: tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    """The argument `name`: a `(height, width)` pair, or None (the grid is then the square root of N)."""
+    return None if grid is None else as_pair(name, grid)
 
 
 def to_grid(tokens: Tensor, grid: tuple[int, int] | None) -> Tensor:

@@ -12,6 +12,7 @@ from vtc.compressors.base import CompressedTokens, Compressor, register_compress
 from vtc.compressors.card import Family, Knob, MethodCard, frames_down, side_down, side_up
 from vtc.compressors.grid import as_pair, ceil_div, from_grid, optional_grid, square_grid, to_grid
 from vtc.compressors.ops import gather_rows, kept_first, per_frame_output
+from vtc.utils.checks import check_int
 
 
 @register_compressor("avgpool2d")
@@ -25,8 +26,8 @@ class AvgPool2d(Compressor):
 
     def __init__(self, dim: int, pool: int | tuple[int, int] = 2, grid: tuple[int, int] | None = None) -> None:
         super().__init__(dim)
-        self.pool = as_pair(pool)
-        self.grid = optional_grid(grid)
+        self.pool = as_pair("pool", pool)
+        self.grid = optional_grid("grid", grid)
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, H*W, D]` -> `[B, T * ceil(H/p) * ceil(W/p), D]`."""
@@ -46,8 +47,8 @@ class Bilinear(Compressor):
 
     def __init__(self, dim: int, size: int | tuple[int, int] = 4, grid: tuple[int, int] | None = None) -> None:
         super().__init__(dim)
-        self.size = as_pair(size)
-        self.grid = optional_grid(grid)
+        self.size = as_pair("size", size)
+        self.grid = optional_grid("grid", grid)
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, H*W, D]` -> `[B, T * size_h * size_w, D]`."""
@@ -78,11 +79,9 @@ class AvgPool3d(Compressor):
         grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(dim)
-        if temporal_pool < 1:
-            raise ValueError(f"temporal_pool must be >= 1, got {temporal_pool}")
-        self.temporal_pool = temporal_pool
-        self.pool = as_pair(pool)
-        self.grid = optional_grid(grid)
+        self.temporal_pool = check_int("temporal_pool", temporal_pool)
+        self.pool = as_pair("pool", pool)
+        self.grid = optional_grid("grid", grid)
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, H*W, D]` -> `[B, ceil(T/tp) * ceil(H/p) * ceil(W/p), D]`."""

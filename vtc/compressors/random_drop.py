@@ -13,6 +13,7 @@ from torch import Tensor
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
 from vtc.compressors.card import Family, Knob, MethodCard, up_to_all_tokens
 from vtc.compressors.ops import gather_rows, pack_kept, topk_in_order
+from vtc.utils.checks import check_int
 
 
 def random_scores(batch: int, count: int, seed: int, device: torch.device) -> Tensor:
@@ -31,10 +32,8 @@ class RandomDrop(Compressor):
 
     def __init__(self, dim: int, keep_tokens: int = 64, seed: int = 0) -> None:
         super().__init__(dim)
-        if keep_tokens < 1:
-            raise ValueError(f"keep_tokens must be >= 1, got {keep_tokens}")
-        self.keep_tokens = keep_tokens
-        self.seed = seed
+        self.keep_tokens = check_int("keep_tokens", keep_tokens)
+        self.seed = check_int("seed", seed, minimum=0)
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, N, D]` -> `[B, L, D]`, `L = min(keep_tokens, T * N)` (fewer valid where frames are padded)."""

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
 from vtc.compressors.card import Family, Knob, MethodCard, up_to_all_tokens, up_to_tokens
 from vtc.compressors.ops import gather_rows, per_frame_output
+from vtc.utils.checks import check_int
 from vtc.utils.positions import sinusoidal_encoding
 
 
@@ -49,9 +50,9 @@ class PerceiverResampler(nn.Module):
 
     def __init__(self, dim: int, num_queries: int, depth: int, num_heads: int) -> None:
         super().__init__()
-        if num_queries < 1 or depth < 1:
-            raise ValueError(f"num_queries and depth must be >= 1, got {num_queries} and {depth}")
-        if dim % num_heads:
+        check_int("num_queries", num_queries)
+        check_int("depth", depth)
+        if dim % check_int("num_heads", num_heads):
             raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
         self.latents = nn.Parameter(torch.randn(num_queries, dim) * dim**-0.5)
         self.layers = nn.ModuleList(ResamplerLayer(dim, num_heads) for _ in range(depth))

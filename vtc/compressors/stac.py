@@ -22,6 +22,7 @@ from vtc.compressors.ops import (
     topk_in_order,
 )
 from vtc.ssm import MambaBlock
+from vtc.utils.checks import check_choice, check_float, check_int
 from vtc.utils.positions import sinusoidal_encoding
 
 SELECTIONS = ("scaled", "straight_through", "hard")
@@ -90,15 +91,11 @@ class STAC(Compressor):
         axis: str = "slots",
     ) -> None:
         super().__init__(dim)
-        if keep < 1:
-            raise ValueError(f"keep must be >= 1, got {keep}")
-        if selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
-        if output not in ("original", "mixed"):
-            raise ValueError(f"output must be 'original' or 'mixed', got {output!r}")
-        if axis not in ("slots", "frames"):
-            raise ValueError(f"axis must be 'slots' or 'frames', got {axis!r}")
-        self.keep, self.selection, self.output, self.axis = keep, selection, output, axis
+        self.keep, self.selection = check_int("keep", keep), check_choice("selection", selection, SELECTIONS)
+        self.output = check_choice("output", output, ("original", "mixed"))
+        self.axis = check_choice("axis", axis, ("slots", "frames"))
+        check_int("num_heads", num_heads)
+        check_float("mlp_ratio", mlp_ratio, low=0, include_low=False)
         self.temporal = MambaBlock(dim, mixer="mamba", norm="layernorm", d_state=d_state, d_conv=d_conv, expand=expand)
         self.norm = nn.LayerNorm(dim)
         self.key_proj = nn.Linear(dim, dim)

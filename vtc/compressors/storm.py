@@ -11,6 +11,7 @@ from vtc.compressors.card import Family, Knob, MethodCard, frames_down, side_dow
 from vtc.compressors.grid import as_pair, ceil_div, from_grid, optional_grid, square_grid, to_grid
 from vtc.compressors.ops import compress_valid_frames, per_frame_output
 from vtc.ssm import MambaBlock
+from vtc.utils.checks import check_int
 
 
 @register_compressor("storm")
@@ -51,10 +52,10 @@ class STORM(Compressor):
         expand: int = 2,
     ) -> None:
         super().__init__(dim)
-        if min(num_layers, temporal_pool, test_time_stride) < 1:
-            raise ValueError("num_layers, temporal_pool and test_time_stride must be >= 1")
-        self.temporal_pool, self.test_time_stride = temporal_pool, test_time_stride
-        self.spatial_pool, self.grid = as_pair(spatial_pool), optional_grid(grid)
+        check_int("num_layers", num_layers)
+        self.temporal_pool = check_int("temporal_pool", temporal_pool)
+        self.test_time_stride = check_int("test_time_stride", test_time_stride)
+        self.spatial_pool, self.grid = as_pair("spatial_pool", spatial_pool), optional_grid("grid", grid)
         self.layers = nn.ModuleList(
             MambaBlock(dim, mixer="bimamba", d_state=d_state, d_conv=d_conv, expand=expand) for _ in range(num_layers)
         )

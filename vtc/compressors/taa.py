@@ -20,8 +20,15 @@ from vtc.compressors.grid import as_pair, ceil_div, from_grid, optional_grid, sq
 from vtc.compressors.ops import compress_valid_frames, per_frame_output
 from vtc.compressors.tstar import TSTAR  # the "mambamia" spatial stage is a per-frame TSTAR
 from vtc.ssm import MambaBlock
+from vtc.utils.checks import check_choice, check_float, check_int
 
 THRESHOLD_TOLERANCE = 1e-6
+RATIO_TOLERANCE = 1e-9  # keep_ratio = k / T times T is k, not k + 1, whatever the rounding
+
+
+def frames_to_keep(keep_ratio: float, num_frames: int) -> int:
+    """`ceil(keep_ratio * T)`, at least 1, with the product's rounding error ignored (7 / 25 * 25 keeps 7 frames)."""
+    return max(1, math.ceil(keep_ratio * num_frames - RATIO_TOLERANCE))
 
 
 def emit_frames(delta_time: Tensor, threshold: Tensor) -> Tensor:
@@ -89,14 +96,15 @@ class TimeAxisAggregator(Compressor):
         super().__init__(dim)
         if (keep_ratio is None) == (threshold is None):
             raise ValueError(f"give exactly one of keep_ratio and threshold, got {keep_ratio=} and {threshold=}")
-        if keep_ratio is not None and not 0 < keep_ratio <= 1:
-            raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
-        if threshold is not None and threshold < 0:
-            raise ValueError(f"threshold must be >= 0, got {threshold}")
-        if spatial not in ("pool", "mambamia"):
-            raise ValueError(f"spatial must be 'pool' or 'mambamia', got {spatial!r}")
+        if keep_ratio is not None:
+            check_float("keep_ratio", keep_ratio, 0, 1, include_low=False)
+        if threshold is not None:
+            check_float("threshold", threshold, 0)
+        check_choice("spatial", spatial, ("pool", "mambamia"))
+        check_int("query_interval", query_interval)
+        check_int("spatial_layers", spatial_layers)
         self.keep_ratio, self.threshold = keep_ratio, threshold
-        self.anchor_pool, self.grid = as_pair(anchor_pool), optional_grid(grid)
+        self.anchor_pool, self.grid = as_pair("anchor_pool", anchor_pool), optional_grid("grid", grid)
         self.spatial_stage = (
             TSTAR(
                 dim,
@@ -138,7 +146,7 @@ class TimeAxisAggregator(Compressor):
     def _compress_videos(self, tokens: Tensor, timestamps: Tensor) -> CompressedTokens:
         mixed, delta_time, _ = self.mix(self.anchors(tokens))
         if self.threshold is None:
-            target = math.ceil(self.keep_ratio * tokens.shape[1])
+            target = frames_to_keep(self.keep_ratio, tokens.shape[1])
             threshold = delta_time.detach().sum(dim=1) / target
         else:
             threshold = torch.full_like(delta_time[:, 0], self.threshold)
@@ -154,7 +162,7 @@ class TimeAxisAggregator(Compressor):
         else:
             height, width = square_grid(tokens_per_frame, self.grid)
             anchors = ceil_div(height, self.anchor_pool[0]) * ceil_div(width, self.anchor_pool[1])
-        frames = num_frames if self.threshold is not None else math.ceil(self.keep_ratio * num_frames)
+        frames = num_frames if self.threshold is not None else frames_to_keep(self.keep_ratio, num_frames)
         return frames * anchors
 
     def init_state(self, batch_size: int, device: torch.device | None = None) -> dict[str, Any]:
@@ -165,8 +173,6 @@ class TimeAxisAggregator(Compressor):
 
     def step_frame(self, frame_tokens: Tensor, timestamp: Tensor, state: dict) -> tuple[CompressedTokens, dict]:
         """`[B, N, D]` at `timestamp [B]` -> the frame's anchors where it is emitted (masked elsewhere), new state."""
-        if frame_tokens.dim() != 3 or frame_tokens.shape[-1] != self.dim:
-            raise ValueError(f"frame_tokens must be [B, N, D={self.dim}], got shape {tuple(frame_tokens.shape)}")
         mixed, delta_time, mamba = self.mix(self.anchors(frame_tokens.unsqueeze(1)), state["mamba"])
         running = state["running"] + delta_time[:, 0].detach()
         emit = running >= self.threshold * (1 - THRESHOLD_TOLERANCE)

@@ -16,6 +16,7 @@ from vtc.compressors.base import CompressedTokens, Compressor, register_compress
 from vtc.compressors.card import Family, Knob, MethodCard, up_to_tokens
 from vtc.compressors.grid import optional_grid, square_grid
 from vtc.compressors.ops import per_frame_output
+from vtc.utils.checks import check_choice, check_int
 
 
 class TokenLearnerV11(nn.Module):
@@ -86,15 +87,13 @@ class TokenLearner(Compressor):
         grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(dim)
-        if num_tokens < 1:
-            raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
-        if version == "1.1":
+        self.num_tokens = check_int("num_tokens", num_tokens)
+        check_int("bottleneck", bottleneck)
+        grid = optional_grid("grid", grid)
+        if check_choice("version", version, ("1.0", "1.1")) == "1.1":
             self.learner: nn.Module = TokenLearnerV11(dim, num_tokens, bottleneck)
-        elif version == "1.0":
-            self.learner = TokenLearnerV10(dim, num_tokens, optional_grid(grid))
         else:
-            raise ValueError(f"version must be '1.0' or '1.1', got {version!r}")
-        self.num_tokens = num_tokens
+            self.learner = TokenLearnerV10(dim, num_tokens, grid)
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, N, D]` -> `[B, T * num_tokens, D]`, frame-major; padded frames dropped."""

@@ -18,6 +18,7 @@ from torch import Tensor
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
 from vtc.compressors.card import Family, Knob, MethodCard
 from vtc.compressors.ops import gather_rows, per_frame_output
+from vtc.utils.checks import check_choice, check_int
 
 
 def merge_tokens(
@@ -164,12 +165,8 @@ class ToMe(Compressor):
 
     def __init__(self, dim: int, num_tokens: int = 64, scope: Literal["clip", "frame"] = "clip") -> None:
         super().__init__(dim)
-        if num_tokens < 1:
-            raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
-        if scope not in ("clip", "frame"):
-            raise ValueError(f"scope must be 'clip' or 'frame', got {scope!r}")
-        self.num_tokens = num_tokens
-        self.scope = scope
+        self.num_tokens = check_int("num_tokens", num_tokens)
+        self.scope = check_choice("scope", scope, ("clip", "frame"))
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
         """`[B, T, N, D]` -> `[B, L, D]`; L = min(num_tokens, T*N) (clip) or T*min(num_tokens, N) (frame)."""

@@ -17,6 +17,7 @@ from vtc.compressors.card import Family, Knob, MethodCard, frames_down, tokens_d
 from vtc.compressors.grid import ceil_div
 from vtc.compressors.ops import compress_valid_frames, per_frame_output
 from vtc.ssm import MambaBlock
+from vtc.utils.checks import check_choice, check_float, check_int
 
 BLOCKS = ("mambamia", "bimamba", "mamba", "transformer", "bitransformer")
 GATE_RANGE = (0.01, 0.99)
@@ -125,12 +126,11 @@ class TSTAR(Compressor):
         expand: int = 2,
     ) -> None:
         super().__init__(dim)
-        if block not in BLOCKS:
-            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
-        if query_interval < 1 or num_layers < 1:
-            raise ValueError(f"query_interval and num_layers must be >= 1, got {query_interval}, {num_layers}")
-        if not 0 < frame_ratio <= 1:
-            raise ValueError(f"frame_ratio must be in (0, 1], got {frame_ratio}")
+        check_choice("block", block, BLOCKS)
+        check_int("query_interval", query_interval)
+        check_int("num_layers", num_layers)
+        check_float("frame_ratio", frame_ratio, 0, 1, include_low=False)
+        check_int("num_heads", num_heads)
         self.query_interval, self.block, self.per_frame = query_interval, block, per_frame
         self.frame_stride = round(1 / frame_ratio)
         self.query = nn.Parameter(torch.randn(dim) * dim**-0.5)
@@ -196,8 +196,6 @@ class TSTAR(Compressor):
     def step_frame(self, frame_tokens: Tensor, timestamp: Tensor, state: dict) -> tuple[CompressedTokens, dict]:
         """`[B, N, D]` at `timestamp [B]` -> that frame's `ceil(N / k)` queries if it is a sampled frame (else no
         tokens), and the new state."""
-        if frame_tokens.dim() != 3 or frame_tokens.shape[-1] != self.dim:
-            raise ValueError(f"frame_tokens must be [B, N, D={self.dim}], got shape {tuple(frame_tokens.shape)}")
         frame = frame_tokens.unsqueeze(1)
         timestamps = timestamp.float().unsqueeze(1)
         _, query_positions, _ = query_layout(frame.shape[2], self.query_interval)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vtc.ssm.scan import selective_scan, ssd_scan
+from vtc.utils.checks import check_float, check_int
 
 
 @dataclass
@@ -60,6 +61,16 @@ def _init_dt_bias(size: int, dt_min: float, dt_max: float, dt_floor: float) -> T
     """Bias whose softplus is log-uniform in [dt_min, dt_max] (Mamba's dt initialisation)."""
     dt = torch.exp(torch.rand(size) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_floor)
     return dt + torch.log(-torch.expm1(-dt))  # inverse softplus
+
+
+def _check_sizes(d_model: int, d_state: int, d_conv: int, expand: int, dt_init: tuple[float, float, float]) -> None:
+    """Refuse non-int or non-positive sizes and a dt initialisation that is not `0 < dt_min <= dt_max`, `floor > 0`."""
+    for name, value in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
+        check_int(name, value)
+    dt_min, dt_max, dt_init_floor = dt_init
+    check_float("dt_max", dt_max, 0, include_low=False)
+    check_float("dt_min", dt_min, 0, dt_max, include_low=False)
+    check_float("dt_init_floor", dt_init_floor, 0, include_low=False)
 
 
 def _ssm_parameters(d_inner: int, d_state: int, d_conv: int, dt_rank: int, conv_bias: bool, dt_init: tuple) -> dict:
@@ -138,9 +149,10 @@ class Mamba(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
+        _check_sizes(d_model, d_state, d_conv, expand, (dt_min, dt_max, dt_init_floor))
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
         self.d_inner = expand * d_model
-        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else check_int("dt_rank", dt_rank)
         self.backend = backend
         self._ssm_config = (
             self.d_inner,
@@ -276,6 +288,10 @@ class Mamba2(nn.Module):
         norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
+        _check_sizes(d_model, d_state, d_conv, expand, (dt_min, dt_max, dt_init_floor))
+        for name, value in (("head_dim", head_dim), ("n_groups", n_groups), ("chunk_size", chunk_size)):
+            check_int(name, value)
+        check_float("norm_eps", norm_eps, 0)
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
         self.d_inner = expand * d_model
         if self.d_inner % head_dim:
