@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vtc.utils.checks import is_count
+
 # A seek is worth it only when it skips at least this many frames (a seek flushes the decoder).
 MIN_FRAMES_SKIPPED_BY_SEEK = 8
 
@@ -143,22 +145,17 @@ def check_sampling(num_frames: int | None, fps: float | None, size: int | tuple[
     cannot honour (a zero size, an infinite fps, a fractional frame count, ...)."""
     if num_frames is not None and fps is not None:
         raise ValueError(f"give num_frames or fps, not both (got num_frames={num_frames!r}, fps={fps!r})")
-    if num_frames is not None and not _is_count(num_frames):
+    if num_frames is not None and not is_count(num_frames):
         raise ValueError(f"num_frames must be an integer >= 1, or None for every frame; got {num_frames!r}")
     finite = isinstance(fps, numbers.Real) and not isinstance(fps, bool) and math.isfinite(fps)
     if fps is not None and not (finite and fps > 0):
         raise ValueError(f"fps must be a finite number > 0, or None; got {fps!r}")
-    pair = isinstance(size, (tuple, list)) and len(size) == 2 and all(map(_is_count, size))
-    if size is not None and not (_is_count(size) or pair):
+    pair = isinstance(size, (tuple, list)) and len(size) == 2 and all(map(is_count, size))
+    if size is not None and not (is_count(size) or pair):
         raise ValueError(
             f"size must be an integer >= 1 (the shorter side), a pair of integers >= 1 (height, width), or None; "
             f"got {size!r}"
         )
-
-
-def _is_count(value: object) -> bool:
-    """Whether `value` is an integer >= 1 (a bool is not)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 def _open(path: Path) -> av.container.InputContainer:

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from vtc.utils.checks import is_count
 from vtc.utils.io import atomic_write_text
 
 RESOLVED_CONFIG_NAME = "config.yaml"
@@ -159,11 +160,6 @@ def require(name: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> N
     """`ValueError` naming the key, the value and what is allowed, unless `ok(value)` (None always passes)."""
     if value is not None and not ok(value):
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-
-def is_count(value: Any) -> bool:
-    """An integer >= 1 (not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def non_negative(value: Any) -> bool:

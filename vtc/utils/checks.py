@@ -4,8 +4,14 @@ the value received and what is allowed."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Collection
 from typing import Any
+
+
+def is_count(value: Any) -> bool:
+    """Whether `value` is an integer >= 1 (a Python or NumPy integer; a bool is not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 def check_int(name: str, value: Any, minimum: int | None = 1, maximum: int | None = None) -> int:
