@@ -57,7 +57,7 @@ def test_frame_counts_and_growth_exponent():
     assert scaling.frame_counts(16, 100) == [16, 32, 64]
     assert scaling.growth_exponent([(16, 1.0), (32, 2.0), (64, 8.0)]) == pytest.approx(2.0)
     assert math.isnan(scaling.growth_exponent([(16, 1.0)]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="min_frames <= max_frames, got 32 and 16"):
         scaling.frame_counts(32, 16)
 
 

@@ -87,7 +87,7 @@ def test_features_missing_video_folder(tmp_path, capsys):
 
 
 def test_argparse_usage_errors_still_exit_2(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit, match=r"^2$") as exit_info:
         main(
             [
                 "features",
@@ -119,7 +119,7 @@ def test_debug_shows_the_traceback(capsys, argv):
 
 
 def test_debug_is_in_the_help(capsys):
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit, match=r"^0$") as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0 and "--debug" in capsys.readouterr().out
 
@@ -140,3 +140,12 @@ def test_missing_llm_folder_names_llm_path(tmp_path):
         vtc.build_model({**config, "llm": {"path": "/nonexistent"}})
     with pytest.raises(FileNotFoundError, match=r"llm\.path .* has no config\.json"):
         vtc.build_model({**config, "llm": {"path": str(tmp_path)}})
+
+
+def test_a_user_error_is_printed_whole():
+    from vtc.cli import error_message
+
+    error = ValueError("--resume refuses a changed config:\n  optim.lr: 0.001 -> 0.01\n  run.seed: 0 -> 1")
+    assert error_message(error).splitlines()[1:] == ["  optim.lr: 0.001 -> 0.01", "  run.seed: 0 -> 1"]
+    assert error_message(KeyError("unknown compressor 'x'")) == "unknown compressor 'x'"
+    assert error_message(ValueError()) == "ValueError"

@@ -13,6 +13,7 @@ from vtc.eval.moment import (
     MAP_THRESHOLDS,
     average_precision,
     evaluate_moments,
+    ground_truth_windows,
     interpolated_average_precision,
     parse_predicted_windows,
     temporal_iou,
@@ -117,6 +118,21 @@ def test_windows_without_scores_rank_as_listed():
     windows, scores = parse_predicted_windows([[0, 1], [2, 3]])
     assert windows.tolist() == [[0.0, 1.0], [2.0, 3.0]]
     assert scores[0] > scores[1]
+
+
+@pytest.mark.parametrize("windows", [[[0, 1]], [[0, 1], [2, 3]], [[0, 1], [2, 3], [4, 5.5]]])
+def test_ground_truth_windows_accept_any_number_of_pairs(windows):
+    assert ground_truth_windows({"qid": 1, "relevant_windows": windows}).tolist() == windows
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [[[0, 1, 2]], [[0], [1]], [0, 1], [[[0, 1]]], np.zeros((0, 2)), []],
+    ids=["triple", "singles", "flat", "nested", "no-rows", "empty"],
+)
+def test_ground_truth_windows_refuse_other_shapes(windows):
+    with pytest.raises(ValueError, match=r"gt\.jsonl: qid 7 relevant_windows must be \[M>=1, 2\], got shape"):
+        ground_truth_windows({"qid": 7, "relevant_windows": windows}, "gt.jsonl")
 
 
 def test_unknown_qid_and_empty_ground_truth_are_errors():

@@ -53,6 +53,17 @@ def test_avgpool3d_pools_consecutive_valid_frames_and_skips_padding():
     torch.testing.assert_close(out.timestamps[0, :2], torch.tensor([1.0, 3.5]))
 
 
+def test_avgpool3d_gradients_stay_finite_when_a_window_holds_only_padding():
+    """Video 1 has one valid frame of four: its second window holds padding only (0 frames). That window is dropped,
+    and its 0 / 0 mean must not leak NaN into the gradients of the batch."""
+    tokens = torch.randn(2, 4, 16, 4, requires_grad=True)
+    frame_mask = torch.tensor([[True, True, True, True], [True, False, False, False]])
+    out = create_compressor("avgpool3d", dim=4, temporal_pool=2, pool=2)(tokens, frame_mask=frame_mask)
+    assert out.mask.sum(dim=1).tolist() == [8, 4]
+    out.tokens[out.mask].sum().backward()
+    assert torch.isfinite(tokens.grad).all() and (tokens.grad[1, 1:] == 0).all()
+
+
 def test_avgpool3d_last_window_may_be_short():
     tokens = torch.randn(1, 3, 4, 2)
     out = create_compressor("avgpool3d", dim=2, temporal_pool=2, pool=1)(tokens)

@@ -52,3 +52,12 @@ def test_padded_frames_are_never_kept() -> None:
         frames = kept_positions(seed, keep_tokens=10, frame_mask=frame_mask) // PER_FRAME
         assert set(frames.tolist()) <= {0, 2}
     assert len(kept_positions(0, keep_tokens=30, frame_mask=frame_mask)) == 2 * PER_FRAME  # all valid ones, no more
+
+
+def test_a_video_with_fewer_valid_tokens_is_padded_with_frame_index_minus_one() -> None:
+    frame_mask = torch.tensor([[True, True, True, True], [True, False, False, False]])
+    compressor = create_compressor("random", dim=DIM, keep_tokens=20, seed=0)
+    out = compressor(numbered_tokens(batch=2), None, frame_mask)
+    assert out.tokens.shape == (2, 20, DIM) and out.mask.sum(dim=1).tolist() == [20, PER_FRAME]
+    assert (out.frame_index[1, PER_FRAME:] == -1).all() and (out.frame_index[1, :PER_FRAME] == 0).all()
+    assert compressor.num_output_tokens(2, 3) == 6  # fewer tokens than keep_tokens: all of them

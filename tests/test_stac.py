@@ -85,8 +85,14 @@ def test_hard_selection_gives_the_scorer_no_gradient_as_documented():
 
 
 def test_bad_options_raise_value_error():
-    for kwargs in ({"selection": "soft"}, {"output": "both"}, {"axis": "time"}, {"keep": 0}):
-        with pytest.raises(ValueError):
+    cases = {
+        "selection must be one of 'scaled'.*got 'soft'": {"selection": "soft"},
+        "output must be one of 'original', 'mixed', got 'both'": {"output": "both"},
+        "axis must be one of 'slots', 'frames', got 'time'": {"axis": "time"},
+        "keep must be a positive int, got 0": {"keep": 0},
+    }
+    for message, kwargs in cases.items():
+        with pytest.raises(ValueError, match=message):
             make(**kwargs)
 
 

@@ -77,7 +77,7 @@ def test_padding_never_leaks_and_every_parameter_gets_a_gradient():
 def test_non_square_grid_and_bad_options():
     model = make(grid=(2, 6), spatial_pool=2, temporal_pool=3)
     assert model(torch.randn(1, 4, 12, DIM)).tokens.shape == (1, 2 * 3, DIM)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="temporal_pool must be a positive int, got 0"):
         make(temporal_pool=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="N=12 tokens per frame is not a square grid"):
         make()(torch.randn(1, 2, 12, DIM))  # 12 patches are not a square grid

@@ -35,7 +35,7 @@ def test_item_shapes_and_window(frame_size):
         start, end = item["window"].tolist()
         assert 0 <= start < end <= 12.0 and 1.9 <= end - start <= 5.1
         assert item["query"].startswith("the ") and "options" not in item
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="index 4 out of range for 4 videos"):
         dataset[4]
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vtc.compressors.taa import TimeAxisAggregator, emit_frames
+from vtc.compressors.taa import TimeAxisAggregator, crossing_frames, emit_frames
 
 DIM, PER_FRAME = 16, 16  # 4x4 grid -> 2x2 pool -> 4 anchors per frame
 
@@ -23,21 +23,64 @@ def test_emit_frames_resets_the_running_sum_after_each_emission():
     assert kept.tolist() == [[False, True, True, False, True], [False, False, True, False, False]]
 
 
+def test_crossing_frames_samples_where_the_cumulative_delta_crosses_the_share_midpoints():
+    """By hand. Row 0, uniform: cumsum 1..8, levels 8 * (1/8, 3/8, 5/8, 7/8) = 1, 3, 5, 7 -> frames 0, 2, 4, 6.
+    Row 1, one spike: cumsum (1, 51, 52, ..., 57), levels 57 * (1, 3, 5, 7) / 8 all reached at frame 1 -> frame 1
+    keeps one and passes the others on: 1, 2, 3, 4."""
+    delta = torch.tensor([[1.0] * 8, [1.0, 50.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]])
+    kept = crossing_frames(delta, 4)
+    assert [row.nonzero().squeeze(1).tolist() for row in kept] == [[0, 2, 4, 6], [1, 2, 3, 4]]
+
+
+def test_crossing_frames_pulls_levels_back_from_a_spike_on_the_last_frame():
+    """cumsum (0.1, 0.2, 0.3, 5.3): all three levels are reached on frame 3 only; the last level stays there and
+    the others take the frames before it: 1, 2, 3."""
+    kept = crossing_frames(torch.tensor([[0.1, 0.1, 0.1, 5.0]]), 3)
+    assert kept[0].nonzero().squeeze(1).tolist() == [1, 2, 3]
+
+
+def test_crossing_frames_keeps_exactly_count_frames_whatever_the_delta_time():
+    generator = torch.Generator().manual_seed(0)
+    for frames in (1, 2, 5, 17):
+        delta = torch.rand(6, frames, generator=generator) ** 8 * torch.rand(6, 1, generator=generator) * 100
+        for count in range(1, frames + 1):
+            assert crossing_frames(delta, count).sum(dim=1).tolist() == [count] * 6
+
+
 @pytest.mark.parametrize("frames", [1, 7, 12])
 @pytest.mark.parametrize("keep_ratio", [0.25, 0.5])
-def test_keep_ratio_bounds_the_kept_frames(frames, keep_ratio):
+def test_keep_ratio_keeps_exactly_ceil_ratio_frames_on_real_inputs(frames, keep_ratio):
     model = make(keep_ratio=keep_ratio)
     out = model(torch.randn(3, frames, PER_FRAME, DIM) * torch.rand(3, frames, 1, 1) * 3)
     kept = out.aux["kept_frames"]
     assert out.aux["delta_time"].shape == kept.shape == (3, frames)
     assert (out.aux["delta_time"] > 0).all()
     counts = kept.sum(dim=1)
-    assert (counts >= 1).all() and (counts <= math.ceil(keep_ratio * frames)).all()
-    assert out.tokens.shape[1] <= model.num_output_tokens(frames, PER_FRAME)
+    assert counts.tolist() == [math.ceil(keep_ratio * frames)] * 3
+    assert out.tokens.shape[1] == model.num_output_tokens(frames, PER_FRAME)
     assert torch.equal(out.num_tokens, counts * 4)
     for row in range(3):
         expected = kept[row].nonzero().squeeze(1).repeat_interleave(4)
         assert torch.equal(out.frame_index[row][out.mask[row]], expected)
+
+
+def test_a_single_frame_video_with_a_threshold():
+    assert emit_frames(torch.tensor([[0.2]]), torch.tensor([0.1])).tolist() == [[True]]
+    out = make(keep_ratio=None, threshold=0.0)(torch.randn(2, 1, PER_FRAME, DIM))
+    assert out.tokens.shape == (2, 4, DIM) and out.mask.all()
+
+
+def test_streaming_emits_when_the_running_sum_reaches_the_threshold_up_to_rounding():
+    """delta_t 0.5 then 0.4999999: the sum 0.9999999 misses the threshold 1 by rounding only (relative 1e-7 < 1e-6),
+    so the second frame is emitted, as in batch (`emit_frames`); then 0.99 alone is short of it."""
+    model = make(keep_ratio=None, threshold=1.0).eval()
+    deltas = iter([0.5, 0.4999999, 0.99])
+    model.mix = lambda anchors, state=None: (anchors, torch.full((1, 1), next(deltas)), None)
+    state, emitted = model.init_state(1), []
+    for frame in range(3):
+        out, state = model.step_frame(torch.randn(1, PER_FRAME, DIM), torch.tensor([float(frame)]), state)
+        emitted.append(bool(out.mask.any()))
+    assert emitted == [False, True, False]
 
 
 def test_zero_threshold_keeps_every_frame():
@@ -86,10 +129,15 @@ def test_streaming_with_a_threshold_equals_batch_with_constant_memory():
 
 
 def test_keep_ratio_refuses_to_stream_and_bad_configs_raise():
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match="keep_ratio needs the whole video's delta-time"):
         make().init_state(1)
-    for kwargs in ({"keep_ratio": None}, {"keep_ratio": 0.5, "threshold": 1.0}, {"keep_ratio": 1.5}):
-        with pytest.raises(ValueError):
+    cases = {
+        "got keep_ratio=None and threshold=None": {"keep_ratio": None},
+        "got keep_ratio=0.5 and threshold=1.0": {"keep_ratio": 0.5, "threshold": 1.0},
+        r"keep_ratio must be a finite number in \(0, 1\], got 1.5": {"keep_ratio": 1.5},
+    }
+    for message, kwargs in cases.items():
+        with pytest.raises(ValueError, match=message):
             make(**kwargs)
 
 
@@ -116,7 +164,7 @@ def test_mambamia_spatial_stage_makes_per_frame_query_anchors_that_learn_and_str
 )
 def test_taa_keeps_exactly_ceil_ratio_frames(frames, keep_ratio, kept):
     """`kept` = ceil(keep_ratio * frames), by hand. Delta-time is 1 on `kept` spread-out frames and 1e-9 elsewhere,
-    so with the threshold sum / kept exactly those frames cross it, one crossing each."""
+    so the cumulative sum crosses the level (j - 1/2) / kept of the total on the j-th spike, one crossing each."""
     model = make(keep_ratio=keep_ratio)
     spikes = [round((k + 1) * frames / kept) - 1 for k in range(kept)]
     delta = torch.full((1, frames), 1e-9)

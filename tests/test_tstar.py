@@ -29,6 +29,21 @@ def test_query_layout_puts_a_query_after_every_k_patches_and_a_short_last_group(
     assert groups.tolist() == [[0, 1, 2, 3, 4], [6, 7, 8, 9, 10], [12, 13, -1, -1, -1]]
 
 
+def test_each_query_sees_its_own_patches_and_earlier_ones_only():
+    """Placement in the model itself, not only in `query_layout`: with a causal block, N = 12 and k = 5, the queries
+    sit after patches 0-4, 5-9 and 10-11. Changing patch 4 moves query 0 on; changing patch 5 leaves query 0 alone
+    and moves queries 1 and 2; changing patch 11 moves query 2 only."""
+    model = make(block="mamba", per_frame=True, frame_ratio=1.0).eval()
+    tokens = torch.randn(1, 1, 12, DIM)
+    with torch.no_grad():
+        reference = model(tokens).tokens[0]
+        for patch, moved in [(4, [True, True, True]), (5, [False, True, True]), (11, [False, False, True])]:
+            changed = tokens.clone()
+            changed[0, 0, patch] += 3.0
+            queries = model(changed).tokens[0]
+            assert [not torch.allclose(queries[q], reference[q], atol=1e-6) for q in range(3)] == moved, patch
+
+
 @pytest.mark.parametrize("block", BLOCKS)
 @pytest.mark.parametrize("per_frame", [False, True])
 def test_shapes_time_order_and_frame_sampling(block, per_frame):
@@ -103,13 +118,18 @@ def test_streaming_equals_batch_with_constant_memory(kwargs):
 
 
 def test_bidirectional_blocks_refuse_to_stream():
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match="block='mambamia' looks at future frames"):
         make(block="mambamia").init_state(1)
 
 
 def test_bad_options_raise_value_error():
-    for kwargs in ({"block": "gru"}, {"frame_ratio": 0.0}, {"query_interval": 0}):
-        with pytest.raises(ValueError):
+    cases = {
+        "block must be one of 'mambamia'.*got 'gru'": {"block": "gru"},
+        r"frame_ratio must be a finite number in \(0, 1\], got 0.0": {"frame_ratio": 0.0},
+        "query_interval must be a positive int, got 0": {"query_interval": 0},
+    }
+    for message, kwargs in cases.items():
+        with pytest.raises(ValueError, match=message):
             make(**kwargs)
 
 

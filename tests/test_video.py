@@ -126,6 +126,21 @@ def test_variable_frame_rate_follows_presentation_timestamps(tmp_path: Path) -> 
     assert clip.frames.float().mean(dim=(1, 2, 3)).tolist() == pytest.approx([90, 90, 120, 150, 150], abs=3)
 
 
+def test_every_frame_keeps_its_own_presentation_time_from_a_late_irregular_start(tmp_path: Path) -> None:
+    """Presentation times starting at 5 s with irregular gaps (40 ms to 700 ms): every decoded frame carries its
+    own time, counted from the first frame, and its own picture (level 20 i); trimming reads those times too.
+    A loader using frame index x average rate, or the raw pts, gets the times wrong."""
+    gaps = [0, 40, 90, 400, 410, 1000, 1030, 1500, 2200, 2210, 2600, 3000]
+    path = write_video(tmp_path / "late.mp4", [gray(20 * i) for i in range(len(gaps))], [5000 + t for t in gaps])
+    clip = load_video(path, fps=1000)
+    assert clip.timestamps.tolist() == pytest.approx([t / 1000 for t in gaps], abs=1e-6)
+    assert clip.frames.float().mean(dim=(1, 2, 3)).tolist() == pytest.approx([20 * i for i in range(12)], abs=2)
+    assert clip.duration == pytest.approx(3.31, abs=1e-6)  # + the median gap, 310 ms
+    trimmed = load_video(path, start=0.3, end=1.2, fps=1000)  # from the frame on screen at 0.3 s (shown at 0.09)
+    assert trimmed.timestamps.tolist() == pytest.approx([0.09, 0.4, 0.41, 1.0, 1.03], abs=1e-6)
+    assert trimmed.frames.float().mean(dim=(1, 2, 3)).tolist() == pytest.approx([40, 60, 80, 100, 120], abs=2)
+
+
 def test_fps_cap_never_repeats_a_frame(tmp_path: Path) -> None:
     path = write_video(tmp_path / "ten.mp4", [gray(20 * i) for i in range(10)], [100 * i for i in range(10)])
     assert load_video(path, fps=2).timestamps.tolist() == pytest.approx([0.2, 0.7])

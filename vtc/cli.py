@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "score predictions against ground truth (moment retrieval or multiple choice)",
     ),
     "train": ("vtc.train.cli", "train a video LLM from YAML configs (accelerate; resumable checkpoints)"),
+    "base": ("vtc.world.base", "train, score and export the embedded benchmark's base video LLM (with its card)"),
     "data": ("vtc.world.cli", "data tools: write the synthetic benchmark as mp4 files and annotations"),
     "features": ("vtc.encoders.cli", "encode videos once into a resumable feature cache (safetensors shards)"),
 }
@@ -47,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def error_message(error: BaseException) -> str:
-    """The first line of `error`'s message (a `KeyError`'s without the quotes `str` adds), else its type's name."""
+    """`error`'s message, every line of it (a refused `--resume` lists each config difference, a YAML error its
+    line and column; a `KeyError`'s without the quotes `str` adds), else its type's name."""
     text = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else str(error)
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    return str(text).strip() or type(error).__name__
 
 
 def run_command(name: str, argv: list[str]) -> int:

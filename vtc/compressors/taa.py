@@ -1,8 +1,12 @@
 """`"taa"`: MambaMia's time-axis aggregator for hour-long video: adaptive frame keeping driven by Mamba's delta-time.
 
 Per-frame anchor tokens run along time through a Mamba layer; its delta-time `delta_t = softplus(dt_proj(.) +
-dt_bias)` (averaged over anchors and channels) says how much each frame moves the state. A frame is emitted whenever
-the running sum of delta_t reaches a threshold, and the sum restarts from zero.
+dt_bias)` (averaged over anchors and channels) says how much each frame moves the state. The paper
+(../shared/papers/002: Fig. 2(c), "uses delta-time values for adaptive frame sampling"; Fig. 5, peaks at scene
+transitions) gives no rule, so two are offered. With `keep_ratio`, k = ceil(keep_ratio * T) frames are sampled where
+the cumulative delta_t crosses k evenly spaced levels (each kept frame stands for an equal share of the video's
+delta-time: sampling density follows delta_t, exactly k frames). With a fixed `threshold` (causal, streams), a frame
+is emitted whenever the running sum of delta_t reaches it, and the sum restarts from zero.
 """
 
 from __future__ import annotations
@@ -29,6 +33,25 @@ RATIO_TOLERANCE = 1e-9  # keep_ratio = k / T times T is k, not k + 1, whatever t
 def frames_to_keep(keep_ratio: float, num_frames: int) -> int:
     """`ceil(keep_ratio * T)`, at least 1, with the product's rounding error ignored (7 / 25 * 25 keeps 7 frames)."""
     return max(1, math.ceil(keep_ratio * num_frames - RATIO_TOLERANCE))
+
+
+def crossing_frames(delta_time: Tensor, count: int) -> Tensor:
+    """Exactly `count` frames where the cumulative delta-time crosses evenly spaced levels: `delta_time [B, T]` -> kept
+    `[B, T]` bool, `count` True per row (1 <= count <= T).
+
+    Level j (j = 1..count) sits at `(j - 1/2) / count` of the row's total, the middle of the j-th equal share; its frame
+    is the first whose cumulative sum reaches it. A frame that crosses several levels (a delta-time above one share)
+    passes the extra ones to the next frames, and levels are pulled back so the last lands on frame T - 1 at the
+    latest, keeping `count` distinct frames in time order.
+    """
+    frames = delta_time.shape[1]
+    cumulative = delta_time.cumsum(dim=1)
+    shares = (torch.arange(count, device=delta_time.device, dtype=delta_time.dtype) + 0.5) / count
+    levels = cumulative[:, -1:] * shares
+    first = torch.searchsorted(cumulative.contiguous(), levels.contiguous(), side="left").clamp_max(frames - 1)
+    rank = torch.arange(count, device=delta_time.device)
+    index = (first - rank).cummax(dim=1).values.clamp_max(frames - count) + rank
+    return torch.zeros_like(delta_time, dtype=torch.bool).scatter(1, index, True)
 
 
 def emit_frames(delta_time: Tensor, threshold: Tensor) -> Tensor:
@@ -59,15 +82,16 @@ class TimeAxisAggregator(Compressor):
             hour-long model).
         anchor_pool: pooling window of `spatial="pool"`.
         query_interval, spatial_layers: the MambaMia spatial stage's k and number of blocks.
-        keep_ratio: target fraction of frames kept; the threshold is `sum(delta_t) / ceil(keep_ratio * T)` per
-            video, so at most `ceil(keep_ratio * T)` frames (and at least one) are kept.
+        keep_ratio: fraction of frames kept: exactly `ceil(keep_ratio * T)` per video (T its valid frames), where
+            the cumulative delta_t crosses evenly spaced levels (`crossing_frames`).
         threshold: a fixed threshold instead (then `keep_ratio` must be None); this makes keeping causal, so the
             aggregator streams with memory constant in frames. 0 keeps every frame.
         grid: `(height, width)` patch grid when N is not square.
         d_state, d_conv, expand: Mamba sizes.
 
     Kept frames output their Mamba-mixed anchors multiplied by `delta_t / stopgrad(delta_t)` (value 1), so the
-    selection's gradient reaches dt_proj and dt_bias. The count varies per video: rows are right-padded and masked.
+    selection's gradient reaches dt_proj and dt_bias. With a threshold the count varies per video; rows are
+    right-padded and masked.
     `aux["delta_time"] [B, T']` and `aux["kept_frames"] [B, T']` bool are over each video's valid frames.
     """
 
@@ -140,17 +164,16 @@ class TimeAxisAggregator(Compressor):
         return mixed, delta_time, out.state
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
-        """`[B, T, N, D]` -> `[B, L, D]`, `L <= num_output_tokens`, the kept frames' anchors frame-major."""
+        """`[B, T, N, D]` -> `[B, L, D]`, the kept frames' anchors frame-major; `L == num_output_tokens` with
+        `keep_ratio` and no padded frame, `L <= num_output_tokens` otherwise."""
         return compress_valid_frames(self._compress_videos, tokens, timestamps, frame_mask)
 
     def _compress_videos(self, tokens: Tensor, timestamps: Tensor) -> CompressedTokens:
         mixed, delta_time, _ = self.mix(self.anchors(tokens))
         if self.threshold is None:
-            target = frames_to_keep(self.keep_ratio, tokens.shape[1])
-            threshold = delta_time.detach().sum(dim=1) / target
+            kept = crossing_frames(delta_time.detach(), frames_to_keep(self.keep_ratio, tokens.shape[1]))
         else:
-            threshold = torch.full_like(delta_time[:, 0], self.threshold)
-        kept = emit_frames(delta_time.detach(), threshold)
+            kept = emit_frames(delta_time.detach(), torch.full_like(delta_time[:, 0], self.threshold))
         weighted = mixed * (delta_time / delta_time.detach()).unsqueeze(-1).unsqueeze(-1)
         out = per_frame_output(weighted, timestamps, kept)
         out.aux = {"delta_time": delta_time.detach(), "kept_frames": kept}

@@ -83,8 +83,8 @@ def parse_window(text: str, duration: float | None = None) -> ParsedWindow:
 
     Accepts either template, loose forms ("from 3 to 7.5 s", "3-7.5", "between 1:02 and 1:10") and, failing
     those, a text holding exactly two numbers. Swapped start/end are put in order; the window is clamped to
-    `[0, duration]` when `duration` is given. Anything unreadable, or a window empty after clamping, gives
-    `ParsedWindow(None, valid=False)`; this function never raises on `text`.
+    `[0, duration]` when `duration` is given. Anything unreadable (a number beyond the float range included), or a
+    window empty after clamping, gives `ParsedWindow(None, valid=False)`; this function never raises on `text`.
     """
     if duration is not None and not (math.isfinite(duration) and duration > 0):
         raise ValueError(f"duration must be a positive number of seconds, got {duration}")
@@ -94,6 +94,8 @@ def parse_window(text: str, duration: float | None = None) -> ParsedWindow:
     if numbers is None:
         return ParsedWindow(None, False)
     start, end = sorted(parse_seconds(number) for number in numbers)
+    if not math.isfinite(end):  # a number beyond the float range ("9" * 400) is no time
+        return ParsedWindow(None, False)
     if duration is not None:
         start, end = min(start, duration), min(end, duration)
     if not end > start:

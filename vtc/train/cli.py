@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from vtc.train.config import load_train_config
 
@@ -24,21 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vtc.train.checkpoint import CorruptCheckpointError
-    from vtc.train.run_folder import RunFolderError
+    """Train; a bad config, a folder holding another run or a corrupt checkpoint are user errors (`vtc.cli` prints
+    them whole and exits 2)."""
     from vtc.train.trainer import Trainer
 
-    try:
-        config = load_train_config(args.config, args.set)
-    except (OSError, ValueError) as error:
-        print(f"vtc train: error: {error}", file=sys.stderr)
-        return 2
-    trainer = Trainer(config)
-    try:
-        summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
-    except (RunFolderError, CorruptCheckpointError) as error:
-        print(f"vtc train: error: {error}", file=sys.stderr)
-        return 2
+    trainer = Trainer(load_train_config(args.config, args.set))
+    summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if trainer.accelerator.is_main_process:
         print(json.dumps(summary))
     return 0
