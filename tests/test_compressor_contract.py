@@ -49,6 +49,12 @@ def video(frames: int = FRAMES) -> torch.Tensor:
     return torch.randn(BATCH, frames, PER_FRAME, DIM)
 
 
+def attention(tokens: torch.Tensor) -> torch.Tensor:
+    """`[B, T, N]` stand-in for the encoder's attention (the token norms), passed to every compressor: those with
+    `uses_attention` (visionzip) require it, every other one ignores it."""
+    return tokens.detach().float().norm(dim=-1)
+
+
 def test_small_configs_name_registered_compressors():
     assert sorted(set(SMALL_KWARGS) - set(NAMES)) == []
 
@@ -62,7 +68,8 @@ def test_baselines_are_registered():
 @pytest.mark.parametrize("name", NAMES)
 def test_full_mask_gives_exactly_num_output_tokens(name):
     model = make(name)
-    out = model(video())
+    tokens = video()
+    out = model(tokens, attention=attention(tokens))
     expected = model.num_output_tokens(FRAMES, PER_FRAME)
     assert out.tokens.shape == (BATCH, expected, DIM)
     assert out.mask.shape == out.frame_index.shape == out.timestamps.shape == (BATCH, expected)
@@ -71,7 +78,8 @@ def test_full_mask_gives_exactly_num_output_tokens(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_frame_index_is_in_time_order(name):
-    out = make(name)(video(frames=5))
+    tokens = video(frames=5)
+    out = make(name)(tokens, attention=attention(tokens))
     for row in range(BATCH):
         frames = out.frame_index[row][out.mask[row] & (out.frame_index[row] >= 0)]
         assert (frames[1:] >= frames[:-1]).all()
@@ -82,10 +90,10 @@ def test_masked_frames_never_leak(name):
     model = make(name)
     tokens = video()
     frame_mask = torch.tensor([[True, False, True], [True, True, False]])
-    first = model(tokens, frame_mask=frame_mask)
+    first = model(tokens, frame_mask=frame_mask, attention=attention(tokens))
     changed = tokens.clone()
     changed[~frame_mask] = torch.randn_like(changed[~frame_mask]) * 10
-    second = model(changed, frame_mask=frame_mask)
+    second = model(changed, frame_mask=frame_mask, attention=attention(changed))
     torch.testing.assert_close(first.tokens, second.tokens)
     torch.testing.assert_close(first.timestamps, second.timestamps)
     assert torch.equal(first.mask, second.mask)
@@ -97,7 +105,7 @@ def test_masked_frames_never_leak(name):
 def test_gradients_reach_every_parameter_and_the_input(name):
     model = make(name).train()
     tokens = video().requires_grad_(True)
-    out = model(tokens)
+    out = model(tokens, attention=attention(tokens))
     (out.tokens * torch.randn_like(out.tokens)).sum().backward()
     assert tokens.grad is not None and tokens.grad.abs().sum() > 0
     for parameter_name, parameter in model.named_parameters():
@@ -108,7 +116,8 @@ def test_gradients_reach_every_parameter_and_the_input(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_single_frame(name):
     model = make(name)
-    out = model(video(frames=1))
+    tokens = video(frames=1)
+    out = model(tokens, attention=attention(tokens))
     assert out.tokens.shape == (BATCH, model.num_output_tokens(1, PER_FRAME), DIM)
     assert out.mask.all()
 
@@ -125,7 +134,7 @@ def test_single_frame(name):
     ids=["rank", "dim", "no-frames", "nan"],
 )
 def test_bad_input_raises_value_error(name, tokens):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"tokens must be \[B, T, N, D|tokens must be non-empty|NaN or Inf"):
         make(name)(tokens)
 
 
@@ -136,7 +145,8 @@ def test_save_and_load_round_trip(name, tmp_path):
     model.save_pretrained(tmp_path)
     loaded = Compressor.from_pretrained(tmp_path).eval()
     assert type(loaded) is type(model)
-    torch.testing.assert_close(loaded(tokens).tokens, model(tokens).tokens)
+    weights = attention(tokens)
+    torch.testing.assert_close(loaded(tokens, attention=weights).tokens, model(tokens, attention=weights).tokens)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -173,7 +183,7 @@ def test_card_declares_family_and_a_buildable_paper_config(name):
 def test_declared_streaming_steps_frames(name):
     model = make(name)
     if not model.supports_streaming:
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(NotImplementedError, match=r"stream|looks at future frames"):
             model.init_state(BATCH)
         return
     tokens, state = video(), model.init_state(BATCH)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_compressor_contract import BATCH, DIM, NAMES, PER_FRAME, SMALL_KWARGS, make, video
+from test_compressor_contract import BATCH, DIM, NAMES, PER_FRAME, SMALL_KWARGS, attention, make, video
 
 from vtc.compressors import Compressor, create_compressor
 from vtc.compressors.base import WEIGHTS_NAME
@@ -19,9 +19,9 @@ STREAMING += [("tstar", {**SMALL_KWARGS["tstar"], "per_frame": True})]
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_half_precision_input_returns_half(name, dtype):
     model, tokens = make(name), video()
-    reference = model(tokens)
+    reference = model(tokens, attention=attention(tokens))
     with torch.no_grad():
-        out = model(tokens.to(dtype))
+        out = model(tokens.to(dtype), attention=attention(tokens))
     assert out.tokens.dtype == dtype
     assert out.tokens.shape == reference.tokens.shape and torch.isfinite(out.tokens).all()
     if dtype == torch.float64:
@@ -33,8 +33,10 @@ def test_float_frame_mask_refused(name):
     model, tokens = make(name), video()
     with pytest.raises(ValueError, match="frame_mask"):
         model(tokens, frame_mask=torch.tensor([[1.0, 0.4, 1.0], [1.0, 1.0, 1.0]]))
-    as_numbers = model(tokens, frame_mask=torch.tensor([[1.0, 0.0, 1.0], [1, 1, 0]]))
-    as_bool = model(tokens, frame_mask=torch.tensor([[True, False, True], [True, True, False]]))
+    as_numbers = model(tokens, frame_mask=torch.tensor([[1.0, 0.0, 1.0], [1, 1, 0]]), attention=attention(tokens))
+    as_bool = model(
+        tokens, frame_mask=torch.tensor([[True, False, True], [True, True, False]]), attention=attention(tokens)
+    )
     torch.testing.assert_close(as_numbers.tokens, as_bool.tokens)
 
 
@@ -43,9 +45,9 @@ def test_timestamps_going_back_refused(name):
     model, tokens = make(name), video()
     with pytest.raises(ValueError, match="timestamps must not decrease"):
         model(tokens, torch.tensor([[0.0, 2.0, 1.0], [0.0, 1.0, 2.0]]))
-    model(tokens, torch.tensor([[0.0, 1.0, 1.0], [0.0, 1.0, 2.0]]))  # ties keep frame order
+    model(tokens, torch.tensor([[0.0, 1.0, 1.0], [0.0, 1.0, 2.0]]), attention=attention(tokens))  # ties keep order
     mask = torch.tensor([[True, False, True], [True, True, True]])
-    model(tokens, torch.tensor([[0.0, 9.0, 1.0], [0.0, 1.0, 2.0]]), mask)  # a padded frame's time is ignored
+    model(tokens, torch.tensor([[0.0, 9.0, 1.0], [0.0, 1.0, 2.0]]), mask, attention(tokens))  # padded time ignored
 
 
 @pytest.mark.parametrize(("name", "config"), STREAMING, ids=[f"{name}-{i}" for i, (name, _) in enumerate(STREAMING)])

@@ -13,6 +13,7 @@ from tiny_hf import save_blip2, save_causal_lm, save_vision
 
 import vtc
 from vtc.compressors import compressor_class
+from vtc.lmm.answers import parse_window
 from vtc.lmm.model import VideoLMM
 from vtc.lmm.saliency import salient_window
 from vtc.video import VideoClip
@@ -25,6 +26,14 @@ DURATION = 6.0
 COMPRESSOR_KWARGS = {
     "avgpool2d": {"pool": 2},
     "avgpool3d": {"temporal_pool": 2, "pool": 2},
+    "divprune": {"keep_tokens": 8},
+    "dycoke": {"keep_tokens": 8},
+    "fastvid": {"keep_tokens": 8},
+    "holitom": {"keep_tokens": 8},
+    "prunevid": {"keep_tokens": 8},
+    "uniform": {"num_frames": 2, "size": 2},
+    "vidcom2": {"keep_tokens": 8},
+    "visionzip": {"keep_tokens": 8},
     "bilinear": {"size": 2},
     "cabstractor": {"hidden_dim": 32, "depth": 1},
     "frame-mean": {},
@@ -153,12 +162,9 @@ def test_predict_returns_window_or_invalid(folders, setup):
     model = vtc.build_model(model_config(folders, setup))
     prediction = model.predict(clip(2), "the person sits down", num_beams=2)
     assert set(prediction) == {"text", "window", "valid"}
-    assert isinstance(prediction["text"], str)
-    if prediction["valid"]:
-        start, end = prediction["window"]
-        assert 0 <= start <= end <= DURATION
-    else:
-        assert prediction["window"] is None
+    parsed = parse_window(prediction["text"], DURATION)  # the window is the generated text's, read as documented
+    assert (prediction["window"], prediction["valid"]) == (parsed.window, parsed.valid)
+    assert model.predict(clip(2), "the person sits down", num_beams=2) == prediction  # generation is deterministic
 
 
 @pytest.mark.parametrize(("setup", "mode"), [("blip2_t5", "lora"), ("blip2_opt", "lora"), ("clip_llama", "full")])
@@ -228,7 +234,10 @@ def compressor_config(name: str, setup: str) -> dict:
 
 @pytest.mark.parametrize("name", vtc.list_compressors())
 @pytest.mark.parametrize("setup", [*SETUPS, "features"])
-def test_every_registered_compressor_plugs_in(folders, setup, name):
+def test_every_registered_compressor_plugs_in(folders, setup, name, monkeypatch):
+    """The loss falls in three steps (the projector alone could do that) and the compressor's output reaches the
+    language model: adding noise to the tokens it returns changes the loss (the tiny random LM is not very
+    sensitive to them: about 1e-4 for noise of scale 10)."""
     torch.manual_seed(0)
     if setup == "features":
         config = {"encoder": None, "feature_dim": 32, "llm": {"path": str(folders["llama"]), "mode": "lora"}}
@@ -237,13 +246,31 @@ def test_every_registered_compressor_plugs_in(folders, setup, name):
             "timestamps": torch.arange(4.0).expand(2, 4),
             "query": QUERIES,
             "window": WINDOWS,
+            "attention": torch.rand(2, 4, 16),  # the encoder's attention, which visionzip reads
         }
     else:
         config, batch = model_config(folders, setup), frames_batch()  # 3 and 2 frames: a padded batch
+        if compressor_class(name).uses_attention:  # the encoder must give its attention
+            patches = {"output": "patches"} if setup.startswith("blip2") else {}
+            config["encoder"] = {**config["encoder"], **patches, "attention": True}
     model = vtc.build_model({**config, "compressor": compressor_config(name, setup)})
     losses = train(model, batch, steps=3, lr=1e-2)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]
+    model.eval()
+    compress = model.compressor.forward
+
+    def shifted(*args, **kwargs):
+        out = compress(*args, **kwargs)
+        noise = torch.randn(out.tokens.shape, generator=torch.Generator().manual_seed(0))
+        out.tokens = out.tokens + 10 * noise.to(out.tokens)  # not a constant: a LayerNorm would cancel that
+        return out
+
+    with torch.no_grad():
+        reference = model(batch)
+        assert model(batch) == reference  # deterministic: any change below comes from the tokens
+        monkeypatch.setattr(model.compressor, "forward", shifted)
+        assert (model(batch) - reference).abs() > 1e-5, "the compressor's tokens do not reach the language model"
 
 
 def test_timestamp_tokens_precede_each_frame(folders):

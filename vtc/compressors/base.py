@@ -4,6 +4,7 @@ Every compressor maps visual tokens `[B, T, N, D]` (batch, frames, tokens per fr
 time-ordered sequence `[B, L, D]` with a validity mask, the source frame of every token and its timestamp.
 Subclasses declare their facts (`card`, a `MethodCard`), and implement `compress` on inputs that `forward` has
 already validated, and `num_output_tokens`; `@register_compressor(name)` registers them and their presets.
+A compressor with `uses_attention = True` (VisionZip) also gets the encoder's `attention [B, T, N]` in `compress`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Compressor(nn.Module):
 
     registry_name: ClassVar[str] = ""
     card: ClassVar[MethodCard]
+    uses_attention: ClassVar[bool] = False  # True: `compress` takes `attention [B, T, N]`, which `forward` requires
     config: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -79,7 +81,11 @@ class Compressor(nn.Module):
         self.dim = check_int("dim", dim)
 
     def forward(
-        self, tokens: Tensor, timestamps: Tensor | None = None, frame_mask: Tensor | None = None
+        self,
+        tokens: Tensor,
+        timestamps: Tensor | None = None,
+        frame_mask: Tensor | None = None,
+        attention: Tensor | None = None,
     ) -> CompressedTokens:
         """Compress a batch of videos.
 
@@ -92,16 +98,20 @@ class Compressor(nn.Module):
                 keep frame order); frame indices (0, 1, ...) when None.
             frame_mask: `[B, T]` bool (or numbers that are exactly 0 / 1), False for padded frames (never selected,
                 never averaged in); all True when None.
+            attention: `[B, T, N]` attention each token received in the vision encoder (finite, >= 0), for a
+                compressor with `uses_attention` (required there); checked, then ignored by every other one.
 
         Returns:
             `CompressedTokens` with `tokens [B, L, D]`, `L <= num_output_tokens(T, N)`.
 
         Raises:
             ValueError: wrong shapes, an empty video, non-finite values, a frame_mask with other values than 0 / 1,
-                or timestamps that go back in time.
+                timestamps that go back in time, a bad `attention`, or none for a compressor that uses it.
         """
         timestamps, frame_mask = validate_inputs(tokens, self.dim, timestamps, frame_mask)
-        out = self.compress(tokens.to(self.compute_dtype(tokens.dtype)), timestamps, frame_mask)
+        attention = validate_attention(attention, tokens, self.registry_name if self.uses_attention else None)
+        extra = (attention,) if self.uses_attention else ()  # the attention reaches only a compressor that uses it
+        out = self.compress(tokens.to(self.compute_dtype(tokens.dtype)), timestamps, frame_mask, *extra)
         out.tokens = out.tokens.to(tokens.dtype)
         return out
 
@@ -207,6 +217,23 @@ def validate_inputs(
             raise ValueError("every video needs at least one valid frame (a frame_mask row is all False)")
     check_time_order(timestamps, frame_mask)
     return timestamps, frame_mask
+
+
+def validate_attention(attention: Tensor | None, tokens: Tensor, needed_by: str | None) -> Tensor | None:
+    """Check `attention [B, T, N]` against `tokens [B, T, N, D]` (floating, finite, >= 0) and return it as float32;
+    None stays None unless the compressor `needed_by` (its name) uses it."""
+    if attention is None and needed_by is not None:
+        raise ValueError(f"{needed_by} needs the encoder's attention: pass attention=[B, T, N] (received per patch)")
+    if attention is None:
+        return None
+    if not isinstance(attention, Tensor) or attention.shape != tokens.shape[:3]:
+        got = tuple(attention.shape) if isinstance(attention, Tensor) else type(attention).__name__
+        raise ValueError(f"attention must be [B, T, N] = {tuple(tokens.shape[:3])} like the tokens, got {got}")
+    if not attention.is_floating_point() or not torch.isfinite(attention).all() or (attention < 0).any():
+        raise ValueError(
+            f"attention must hold finite floating-point weights >= 0, got {attention.dtype}, min {attention.min()}"
+        )
+    return attention.to(device=tokens.device, dtype=torch.float32)
 
 
 def check_time_order(timestamps: Tensor, frame_mask: Tensor) -> None:

@@ -162,3 +162,37 @@ def stack_outputs(outputs: list[CompressedTokens]) -> CompressedTokens:
         scores=None if first.scores is None else _pad_stack([out.scores for out in outputs], 0),
         aux=aux,
     )
+
+
+def evenly_spaced(count: int, total: int, device: torch.device | None = None) -> Tensor:
+    """`[min(count, total)]` frame indices spread evenly over `total` frames, first and last included (the
+    `np.linspace(0, T - 1, k, dtype=int)` frame sampling of LLaVA-style video models, in exact integer arithmetic)."""
+    count = min(count, total)
+    if count == 1:
+        return torch.zeros(1, dtype=torch.long, device=device)
+    return torch.arange(count, device=device) * (total - 1) // (count - 1)
+
+
+def split_budget(weights: Tensor, total: int, capacity: Tensor) -> Tensor:
+    """Integers proportional to `weights [K]`, none above its `capacity [K]`, summing to `min(total, capacity.sum())`.
+
+    Shares above their capacity are clamped and the rest re-split among the others until none is (water filling);
+    the integer parts then go to each item, and what is left one by one to the largest remainders.
+    """
+    weights, capacity = weights.double(), capacity.double()
+    total = min(total, int(capacity.sum()))
+    share = torch.zeros_like(weights)
+    free = torch.ones_like(weights, dtype=torch.bool)
+    while True:
+        left = total - float(capacity[~free].sum())
+        share[free] = left * weights[free] / weights[free].sum().clamp_min(1e-12)
+        over = free & (share > capacity)
+        if not over.any():
+            break
+        share[over] = capacity[over]
+        free &= ~over
+    whole = torch.minimum(share.floor(), capacity)
+    remainder = (share - whole).masked_fill(whole >= capacity, -1.0)
+    order = remainder.argsort(descending=True, stable=True)
+    whole[order[: total - int(whole.sum())]] += 1
+    return whole.long()

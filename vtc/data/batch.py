@@ -10,12 +10,15 @@ from vtc.utils.batching import pad_frames
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Samples -> a `VideoLMM` batch: lists of `frames [T_i, H, W, 3]` and `timestamps [T_i]` (or, from encoded
-    samples, `features [B, T, N, D]`, `timestamps [B, T]` and `frame_mask [B, T]`, padded over frames), `query`,
-    `window` (start, end) pairs, `duration`, `qid` and ground-truth `windows`."""
+    samples, `features [B, T, N, D]`, `timestamps [B, T]`, `frame_mask [B, T]` and, where the samples carry it, the
+    encoder's `attention [B, T, N]`, padded over frames with 0), `query`, `window` (start, end) pairs, `duration`,
+    `qid` and ground-truth `windows`."""
     if "features" in samples[0]:
         features, frame_mask = pad_frames([sample["features"] for sample in samples])
         timestamps, _ = pad_frames([sample["timestamps"] for sample in samples])
         visual: dict[str, Any] = {"features": features, "frame_mask": frame_mask, "timestamps": timestamps}
+        if "attention" in samples[0]:
+            visual["attention"] = pad_frames([sample["attention"] for sample in samples])[0]
     else:
         visual = {
             "frames": [sample["frames"] for sample in samples],

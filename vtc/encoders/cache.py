@@ -1,9 +1,10 @@
 """Feature cache: each video's encoder tokens and frame timestamps in safetensors shards with a JSON index.
 
-Layout of a cache folder: `shard-rank{R}-{S}.safetensors` hold `{video_id}/tokens` `[T, N, D]` and
-`{video_id}/timestamps` `[T]` for up to `videos_per_shard` videos; `index-rank{R}.json` maps every video of
-rank R to its shard and keys. Each rank writes only its own files, so processes launched by `torchrun` or
-`accelerate launch` never touch the same file; `FeatureCache` merges all indices on read.
+Layout of a cache folder: `shard-rank{R}-{S}.safetensors` hold `{video_id}/tokens` `[T, N, D]`,
+`{video_id}/timestamps` `[T]` and, from an encoder that `provides_attention` (config `attention: true`), float32
+`{video_id}/attention` `[T, N]` (VisionZip's input) for up to `videos_per_shard` videos; `index-rank{R}.json` maps
+every video of rank R to its shard and keys. Each rank writes only its own files, so processes launched by
+`torchrun` or `accelerate launch` never touch the same file; `FeatureCache` merges all indices on read.
 
 Writes are atomic and ordered: a shard is written to a temporary file, synced and renamed, and only then is the
 index rewritten (the same way). A run killed at any point leaves a consistent cache; the next run skips the
@@ -182,15 +183,22 @@ class ExtractionReport:
 
 def encode_video(
     encoder: VisionEncoder, path: Path, sampling: dict[str, Any], dtype: torch.dtype
-) -> tuple[Tensor, Tensor, float]:
-    """Decode `path` with `load_video(**sampling)` and encode it: `(tokens [T, N, D], timestamps [T], duration)`."""
+) -> tuple[dict[str, Tensor], float]:
+    """Decode `path` with `load_video(**sampling)` and encode it: `({"tokens": [T, N, D] in dtype, "timestamps": [T]},
+    duration)`, with the float32 `"attention": [T, N]` too when the encoder `provides_attention`."""
     clip = load_video(path, **sampling)
     with torch.inference_mode():
-        tokens = encoder.encode(clip.frames)
+        if encoder.provides_attention:
+            tokens, attention = encoder.encode_with_attention(clip.frames)
+        else:
+            tokens, attention = encoder.encode(clip.frames), None
     frames = clip.frames.shape[0]
     if tokens.dim() != 3 or tokens.shape[0] != frames:
         raise ValueError(f"encoder must return [T={frames}, N, D] tokens, got shape {tuple(tokens.shape)}")
-    return tokens.detach().to("cpu", dtype).contiguous(), clip.timestamps.float(), clip.duration
+    tensors = {"tokens": tokens.detach().to("cpu", dtype).contiguous(), "timestamps": clip.timestamps.float()}
+    if attention is not None:
+        tensors["attention"] = attention.detach().to("cpu", torch.float32).contiguous()
+    return tensors, clip.duration
 
 
 def extract_features(
@@ -227,6 +235,7 @@ def extract_features(
     sampling = dict(sampling or {})
     if settings is None:
         settings = {"encoder": type(encoder).__name__, "sampling": sampling, "dtype": str(dtype)}
+        settings.update({"attention": True} if encoder.provides_attention else {})
     settings = json.loads(json.dumps(settings))  # plain JSON data, as read back from the index
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -246,13 +255,14 @@ def extract_features(
             report.already_cached += 1
             continue
         try:
-            tokens, timestamps, duration = encode_video(encoder, videos[video_id], sampling, dtype)
+            tensors, duration = encode_video(encoder, videos[video_id], sampling, dtype)
         except VideoDecodeError as error:
             report.failed[video_id] = error.reason
             logger.warning("skipping %s: %s", video_id, error)
             continue
-        pending[f"{video_id}/tokens"], pending[f"{video_id}/timestamps"] = tokens, timestamps
-        entries[video_id] = {"frames": tokens.shape[0], "duration": duration}
+        pending.update({f"{video_id}/{name}": tensor for name, tensor in tensors.items()})
+        entries[video_id] = {"frames": tensors["tokens"].shape[0], "duration": duration}
+        entries[video_id].update({"attention": f"{video_id}/attention"} if "attention" in tensors else {})
         report.extracted += 1
         if len(entries) == videos_per_shard:
             write_shard(directory, rank, next_shard, pending, entries, index)
@@ -288,7 +298,8 @@ def write_shard(
 
 
 class FeatureCache:
-    """Read a feature cache: `cache[video_id] -> (tokens [T, N, D], timestamps [T])`, `len`, `in`.
+    """Read a feature cache: `cache[video_id] -> (tokens [T, N, D], timestamps [T])`, `cache.load(video_id)` (a
+    sample with the attention too where stored), `len`, `in`.
 
     The indices of all ranks are merged; a video id in two indices is an error.
     """
@@ -316,12 +327,20 @@ class FeatureCache:
         return iter(sorted(self.entries))
 
     def __getitem__(self, video_id: str) -> tuple[Tensor, Tensor]:
+        sample = self.load(video_id)
+        return sample["features"], sample["timestamps"]
+
+    def load(self, video_id: str) -> dict[str, Any]:
+        """One video as a sample: `features [T, N, D]`, `timestamps [T]`, `duration` (seconds) and, where stored,
+        `attention [T, N]` (for a compressor that uses it); `VideoLMM.predict` takes the sample as it is."""
         if video_id not in self.entries:
             raise KeyError(f"video {video_id!r} is not in the feature cache at {self.directory}")
         entry = self.entries[video_id]
         path = self.directory / entry["shard"]
+        keys = {"features": entry["tokens"], "timestamps": entry["timestamps"], "attention": entry.get("attention")}
         try:
             with safe_open(str(path), framework="pt") as shard:
-                return shard.get_tensor(entry["tokens"]), shard.get_tensor(entry["timestamps"])
+                sample = {name: shard.get_tensor(key) for name, key in keys.items() if key is not None}
         except (OSError, SafetensorError) as error:
             raise ValueError(f"feature cache shard {path} is unreadable for {video_id!r}: {error}") from error
+        return {**sample, "duration": entry["duration"]}

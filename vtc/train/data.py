@@ -154,9 +154,10 @@ class BatchOrder:
 
 
 class EncodedSamples(Dataset):
-    """A dataset's samples with `frames` replaced by the frozen `encoder`'s `features [T, N, D]`, each video
-    encoded once and kept in memory (T * N * D floats each): the frozen, cached stage-1 encoder of the papers.
-    Runs that share the same data and the same frozen encoder weights may share `cache` (see `features_key`)."""
+    """A dataset's samples with `frames` replaced by the frozen `encoder`'s `features [T, N, D]` (and its
+    `attention [T, N]` when the encoder `provides_attention`), each video encoded once and kept in memory (T * N * D
+    floats each): the frozen, cached stage-1 encoder of the papers. Runs that share the same data and the same
+    frozen encoder weights may share `cache` (see `features_key`)."""
 
     def __init__(self, samples: Dataset, encoder: torch.nn.Module, cache: dict[int, dict[str, Any]] | None = None):
         self.samples, self.encoder = samples, encoder
@@ -168,8 +169,14 @@ class EncodedSamples(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if index not in self.cache:
             sample = dict(self.samples[index])
+            frames = sample.pop("frames")
             with torch.no_grad():
-                sample["features"] = self.encoder.encode(sample.pop("frames")).cpu()
+                if getattr(self.encoder, "provides_attention", False):
+                    features, attention = self.encoder.encode_with_attention(frames)
+                    sample["attention"] = attention.cpu()
+                else:
+                    features = self.encoder.encode(frames)
+            sample["features"] = features.cpu()
             self.cache[index] = sample
         return self.cache[index]
 

@@ -1,0 +1,73 @@
+"""`"uniform"`: VTC-Bench's downsampling baseline on video tokens: evenly spaced frames, each pooled to a smaller grid.
+
+Liao et al., "Are We Using the Right Benchmark: An Evaluation Framework for Visual Token Compression Methods"
+(VTC-Bench, arXiv 2510.07143, Sec. 1 and Fig. 1) found that plain image downsampling beats many token compression
+methods. On encoded tokens the same baseline is frame subsampling plus average pooling of each frame's patch grid,
+which is what this compressor does; it needs the patch grid (square N, or `grid=(height, width)`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
+from vtc.compressors.card import Family, Knob, MethodCard, side_up, up_to_frames
+from vtc.compressors.grid import as_pair, from_grid, optional_grid, square_grid, to_grid
+from vtc.compressors.ops import compress_valid_frames, evenly_spaced, per_frame_output
+from vtc.utils.checks import check_int
+
+
+@register_compressor("uniform")
+class UniformDownsample(Compressor):
+    """Keep `num_frames` evenly spaced valid frames (all when None) and average-pool each one's patch grid to `size`
+    (the grid itself when None); no parameters.
+
+    Every output cell averages the patches of its adaptive-pooling window (`size` dividing the grid gives plain
+    `H/size x W/size` blocks); a side larger than the grid's keeps the grid's (downsampling never upsamples). Padded
+    frames are never kept: frames are spread over the valid ones only.
+    """
+
+    card = MethodCard(
+        family=Family.TRAINING_FREE,
+        knobs=(Knob("num_frames", up_to_frames), Knob("size", side_up)),
+    )
+
+    def __init__(
+        self,
+        dim: int,
+        num_frames: int | None = None,
+        size: int | tuple[int, int] | None = None,
+        grid: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(dim)
+        self.num_frames = None if num_frames is None else check_int("num_frames", num_frames)
+        self.size = None if size is None else as_pair("size", size)
+        self.grid = optional_grid("grid", grid)
+
+    def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
+        """`[B, T, H*W, D]` -> `[B, min(num_frames, T) * h * w, D]`, `(h, w)` the pooled grid (fewer where frames
+        are padded)."""
+        return compress_valid_frames(self.downsample, tokens, timestamps, frame_mask)
+
+    def downsample(self, tokens: Tensor, timestamps: Tensor) -> CompressedTokens:
+        """Downsample videos whose frames are all valid: `[B, T, H*W, D]` -> `[B, min(num_frames, T) * h * w, D]`."""
+        batch, frames = tokens.shape[:2]
+        kept = evenly_spaced(self.num_frames or frames, frames, tokens.device)
+        pooled = F.adaptive_avg_pool2d(to_grid(tokens[:, kept], self.grid), self.pooled_grid(tokens.shape[2]))
+        frame_mask = torch.ones(batch, len(kept), dtype=torch.bool, device=tokens.device)
+        out = per_frame_output(from_grid(pooled, batch), timestamps[:, kept], frame_mask)
+        out.frame_index = kept[out.frame_index]
+        return out
+
+    def pooled_grid(self, tokens_per_frame: int) -> tuple[int, int]:
+        """The `(h, w)` grid a frame is pooled to: `size`, each side at most the patch grid's."""
+        height, width = square_grid(tokens_per_frame, self.grid)
+        if self.size is None:
+            return height, width
+        return min(self.size[0], height), min(self.size[1], width)
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        height, width = self.pooled_grid(tokens_per_frame)
+        return min(self.num_frames or num_frames, num_frames) * height * width
