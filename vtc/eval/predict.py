@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vtc.data.batch import collate
-from vtc.eval.moment import evaluate_moments, ground_truth_windows
+from vtc.eval.moment import evaluate_moments, ground_truth_windows, parse_predicted_windows, temporal_iou
 
 if TYPE_CHECKING:
     from vtc.lmm.model import VideoLMM
@@ -37,11 +37,9 @@ def predict_windows(
     return records
 
 
-def score(records: Sequence[dict]) -> dict[str, float | int]:
-    """`evaluate_moments` over prediction records that carry their ground truth, one query per distinct qid.
-
-    A record repeating an earlier record's qid is not scored (the first one is) and is counted in
-    `num_duplicates`, so `num_queries` is the number of distinct ground-truth qids.
+def distinct_queries(records: Sequence[dict]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """`(predictions, ground_truth)` of prediction records that carry their ground truth, keyed by qid in first-seen
+    order: the first record of each qid (a later one repeating it is dropped).
 
     Raises:
         ValueError: a record's ground truth is unreadable, or differs from an earlier record's of the same qid.
@@ -58,5 +56,32 @@ def score(records: Sequence[dict]) -> dict[str, float | int]:
                 f"prediction record {number}: qid {qid!r} repeats an earlier record with other ground truth "
                 f"({windows.tolist()} vs {ground_truth[qid].tolist()}); a qid must name one query"
             )
-    predictions = {qid: record["pred_relevant_windows"] for qid, record in first.items()}
-    return {**evaluate_moments(predictions, ground_truth), "num_duplicates": len(records) - len(first)}
+    return {qid: record["pred_relevant_windows"] for qid, record in first.items()}, ground_truth
+
+
+def score(records: Sequence[dict]) -> dict[str, float | int]:
+    """`evaluate_moments` over prediction records that carry their ground truth, one query per distinct qid.
+
+    A record repeating an earlier record's qid is not scored (the first one is) and is counted in
+    `num_duplicates`, so `num_queries` is the number of distinct ground-truth qids.
+
+    Raises:
+        ValueError: a record's ground truth is unreadable, or differs from an earlier record's of the same qid.
+    """
+    predictions, ground_truth = distinct_queries(records)
+    return {**evaluate_moments(predictions, ground_truth), "num_duplicates": len(records) - len(predictions)}
+
+
+def per_query_iou(records: Sequence[dict]) -> dict[str, float]:
+    """qid -> top-1 IoU in [0, 1] of each distinct query, in first-seen order: the values whose mean `score`
+    reports as mIoU (x 100), for paired tests between methods. A missing or unparseable prediction scores 0.
+
+    Raises:
+        ValueError: as `score`.
+    """
+    predictions, ground_truth = distinct_queries(records)
+    ious: dict[str, float] = {}
+    for qid, windows in ground_truth.items():
+        parsed = parse_predicted_windows(predictions[qid])
+        ious[qid] = 0.0 if parsed is None else float(temporal_iou(parsed[0][:1], windows).max())
+    return ious
