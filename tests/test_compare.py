@@ -66,3 +66,53 @@ def test_presets_and_their_overrides():
     tuned = CompareSettings.preset("quick", overrides=["optim.lr=1e-3"])
     assert tuned.overrides == [*PRESETS["quick"]["overrides"], "optim.lr=1e-3"]  # later overrides win
     assert PRESETS["quick"]["overrides"] != tuned.overrides  # the preset itself is not modified
+
+
+def test_compare_on_a_base_adapts_every_method_and_evaluates_training_free_ones_untrained(tmp_path):
+    from test_base_model import SYNTHETIC
+
+    from vtc.lmm.base_model import save_base_model
+    from vtc.lmm.model import build_model
+    from vtc.lmm.tiny import save_tiny_lm
+    from vtc.world.pretrain import cached_scene_encoder
+
+    weights, _ = cached_scene_encoder(tmp_path / "cache", SYNTHETIC, width=4, steps=2)
+    lm = save_tiny_lm(tmp_path / "lm", "t5", 16, 1, 2)
+    base = build_model(
+        {
+            "encoder": {"type": "patch", "grid": 2, "width": 4, "path": str(weights)},
+            "qformer": {"num_queries": 4, "hidden": 8, "num_heads": 2},
+            "projector": "mlp",
+            "llm": {"path": str(lm), "mode": "full"},
+            "time_tokens": 2,
+        }
+    )
+    folder = save_base_model(base, tmp_path / "base", card={})
+    settings = CompareSettings.preset(
+        "base",
+        methods=["none", "random", "stac"],
+        budgets=[0.5],
+        seeds=[0],
+        base=str(folder),
+        overrides=[
+            "data.num_frames=2",
+            f"data.synthetic={json.dumps(SYNTHETIC)}",
+            "optim.max_steps=2",
+            "run.eval_every=2",
+            "data.num_train=4",
+            "data.num_val=2",
+            "optim.batch_size=2",
+            f"run.cache_dir={tmp_path / 'cache'}",
+        ],
+        num_test=2,
+        output_dir=str(tmp_path / "compare"),
+        progress=False,
+    )
+    result = compare(settings)
+    assert result["video"] == {"frames": 2, "tokens_per_frame": 4, "uncompressed_tokens": 8}  # the qformer's queries
+    assert list(result["tables"]["uncompressed"]) == ["none", "none (no training)"]
+    assert list(result["tables"]["1/2"]) == ["random", "random (no training)", "stac"]  # stac is trained only
+    untrained = next(run for run in result["runs"] if run["method"] == "random (no training)")
+    assert untrained["steps"] == 0 and untrained["llm_tokens"] == 4
+    trained = next(run for run in result["runs"] if run["method"] == "random")
+    assert trained["steps"] == 2

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "encoder": None,
     "encoder_trainable": False,
     "feature_dim": None,
+    "qformer": None,
     "compressor": {"name": "none"},
     "projector": "linear",
     "llm": {"path": None, "mode": "lora", "load_in_4bit": False},

@@ -15,6 +15,7 @@ saliency head (`saliency`), batches (`batches`) and checkpoints (`persistence`).
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -22,17 +23,30 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vtc.compressors import CompressedTokens, create_compressor
+from vtc.compressors import CompressedTokens, Compressor, compressor_class, create_compressor
 from vtc.lmm.answers import ParsedWindow, format_window
-from vtc.lmm.batches import encode_frames, single_video_batch
+from vtc.lmm.batches import batch_visuals, single_video_batch
 from vtc.lmm.config import load_config
 from vtc.lmm.loading import add_time_tokens, apply_training_mode, build_vision_encoder, load_language_model
 from vtc.lmm.persistence import checkpoint_config, load_checkpoint_weights, save_checkpoint
 from vtc.lmm.projector import Projector
+from vtc.lmm.qformer import build_qformer
 from vtc.lmm.saliency import SaliencyHead, salient_window
 from vtc.lmm.sequence import SequenceBuilder
 
 __all__ = ["VideoLMM", "build_model", "load_config"]
+
+
+def build_compressor(config: Mapping[str, Any], dim: int, grid: tuple[int, int] | None) -> Compressor:
+    """The compressor of a model config over `dim`-channel tokens; one that takes a `grid` argument gets the
+    encoder's `grid` unless the config sets it (so pooling, ToMe's neighbourhoods and MambaMia's spatial stage see
+    the patches where they are)."""
+    options = dict(config)
+    name = options.pop("name")
+    takes_grid = "grid" in inspect.signature(compressor_class(name)).parameters
+    if grid is not None and takes_grid and options.get("grid") is None:
+        options["grid"] = list(grid)
+    return create_compressor(name, dim=dim, **options)
 
 
 def build_model(config: Mapping[str, Any] | str | os.PathLike) -> VideoLMM:
@@ -67,8 +81,9 @@ class VideoLMM(nn.Module):
                 raise ValueError(f"encoder_trainable: the {type(self.encoder).__name__} encoder cannot train")
             self.encoder.requires_grad_(True)
         dim = self.encoder.output_dim if self.encoder is not None else int(config["feature_dim"])
-        compressor_config = dict(config["compressor"])
-        self.compressor = create_compressor(compressor_config.pop("name"), dim=dim, **compressor_config)
+        self.qformer = build_qformer(config["qformer"], dim)
+        dim = self.qformer.output_dim if self.qformer is not None else dim
+        self.compressor = build_compressor(config["compressor"], dim, self.token_grid)
         hidden = language_model.get_input_embeddings().embedding_dim
         self.projector = Projector(dim, hidden, config["projector"], config["time_embedding"])
         if config["saliency_loss"] > 0 and not self.is_seq2seq:
@@ -79,9 +94,17 @@ class VideoLMM(nn.Module):
         self.llm = apply_training_mode(
             language_model, llm_config["mode"], config["lora"], llm_config["load_in_4bit"], new_token_ids
         )
-        for module in (self.encoder, self.compressor, self.projector, self.saliency_head):
+        for module in (self.encoder, self.qformer, self.compressor, self.projector, self.saliency_head):
             if module is not None:
                 module.to(self.language_model.device)
+
+    @property
+    def token_grid(self) -> tuple[int, int] | None:
+        """The `(rows, cols)` patch grid of the tokens the compressor reads: the encoder's `grid`, or None (no
+        encoder, an encoder without a grid, or a `qformer` in between, whose queries have no grid)."""
+        if self.encoder is None or self.qformer is not None:
+            return None
+        return self.encoder.grid
 
     @property
     def language_model(self) -> nn.Module:
@@ -116,19 +139,16 @@ class VideoLMM(nn.Module):
         return self
 
     def visual_tokens(self, batch: Mapping[str, Any]) -> CompressedTokens:
-        """The compressed visual tokens `[B, L, D]` of a batch: its `frames` encoded (or its cached `features`, with
-        an optional `frame_mask`), then compressed, with their `timestamps` (see `vtc.lmm.batches`)."""
-        if "features" in batch:
-            features = batch["features"]
-            timestamps = torch.as_tensor(batch["timestamps"], dtype=torch.float32)
-            frame_mask = batch.get("frame_mask")
-        else:
-            if self.encoder is None:
-                raise ValueError("this model has no encoder (feature_dim config): pass batch['features']")
-            with torch.set_grad_enabled(torch.is_grad_enabled() and self.config["encoder_trainable"]):
-                features, timestamps, frame_mask = encode_frames(self.encoder, batch["frames"], batch["timestamps"])
-        frame_mask = None if frame_mask is None else frame_mask.to(self.device)
-        return self.compressor(features.to(self.device), timestamps.to(self.device), frame_mask)
+        """The compressed visual tokens `[B, L, D]` of a batch's `frames` (encoded) or cached `features`, with their
+        `timestamps` (see `vtc.lmm.batches`); a compressor that `uses_attention` also gets the encoder's attention."""
+        uses_attention = getattr(self.compressor, "uses_attention", False)
+        if uses_attention and self.qformer is not None:
+            raise ValueError(f"{self.compressor.registry_name} needs encoder attention, which qformer queries lack")
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config["encoder_trainable"]):
+            features, times, mask, attention = batch_visuals(batch, self.encoder, uses_attention, self.device)
+        if self.qformer is not None:
+            features = self.qformer(features)
+        return self.compressor(features, times, mask, attention=attention)
 
     def visual_embeddings(self, compressed: CompressedTokens, durations: list[float] | None = None) -> list[Tensor]:
         """Projected valid tokens of each video, `[L_i, H]`, with a time marker before each frame's tokens when

@@ -1,9 +1,9 @@
 """A `VideoLMM` checkpoint: its config and only the weights it trained, written atomically, read back on its base.
 
-A checkpoint folder holds `config.json`, the compressor's own folder, the projector (and saliency head), the LoRA
-adapters or the full language model's weights, and the encoder's weights when it trains or when its class
-`stores_weights_in_checkpoint` (built from its config alone). The pretrained weights stay in their Hugging Face
-folders, named by the config.
+A checkpoint folder holds `config.json`, the qformer (when configured), the compressor's own folder, the projector
+(and saliency head), the LoRA adapters or the full language model's weights, and the encoder's weights when it
+trains or when its class `stores_weights_in_checkpoint` (built from its config alone). The pretrained weights stay
+in their Hugging Face folders, named by the config.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ ADAPTER_NAME = "adapter.safetensors"
 LLM_WEIGHTS_NAME = "llm.safetensors"
 ENCODER_WEIGHTS_NAME = "encoder.safetensors"
 SALIENCY_NAME = "saliency_head.safetensors"
+QFORMER_NAME = "qformer.safetensors"
 
 
 class CheckpointedModel(Protocol):
@@ -36,6 +37,7 @@ class CheckpointedModel(Protocol):
 
     config: dict[str, Any]
     encoder: VisionEncoder | None
+    qformer: nn.Module | None
     compressor: Compressor
     projector: nn.Module
     saliency_head: nn.Module | None
@@ -64,10 +66,12 @@ def encoder_stores_weights(encoder_type: str | None) -> bool:
 
 
 def save_checkpoint(model: CheckpointedModel, directory: str | os.PathLike) -> None:
-    """Write `model`'s config and only its trained weights (compressor, projector, saliency head, LoRA adapters or
-    the full language model, the encoder when `stores_encoder`), each file atomically."""
+    """Write `model`'s config and only its trained weights (qformer, compressor, projector, saliency head, LoRA
+    adapters or the full language model, the encoder when `stores_encoder`), each file atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if model.qformer is not None:
+        atomic_save_safetensors(detached(model.qformer.state_dict()), directory / QFORMER_NAME)
     model.compressor.save_pretrained(directory / COMPRESSOR_FOLDER)
     atomic_save_safetensors(detached(model.projector.state_dict()), directory / PROJECTOR_NAME)
     if model.saliency_head is not None:
@@ -99,6 +103,8 @@ def checkpoint_config(directory: str | os.PathLike, overrides: Mapping[str, Any]
 def load_checkpoint_weights(model: CheckpointedModel, directory: str | os.PathLike) -> None:
     """Load the weights `save_checkpoint` wrote into `model`, built from the checkpoint's config on its base."""
     directory = Path(directory)
+    if model.qformer is not None:
+        model.qformer.load_state_dict(load_file(str(directory / QFORMER_NAME)), strict=True)
     model.compressor.load_state_dict(load_file(str(directory / COMPRESSOR_FOLDER / WEIGHTS_NAME)), strict=True)
     model.projector.load_state_dict(load_file(str(directory / PROJECTOR_NAME)), strict=True)
     if model.saliency_head is not None:

@@ -28,10 +28,12 @@ RESOLVED_CONFIG_NAME = "config.yaml"
 class ModelConfig:
     """`lmm`: the `VideoLMM` config (see `vtc.lmm.config.DEFAULTS`). `tiny_lm`: when set, a tiny random language
     model is written (`vtc.lmm.tiny.save_tiny_lm` arguments: kind, hidden, layers, heads) under the run directory
-    and used as `lmm.llm.path`, so a CPU run needs no download."""
+    and used as `lmm.llm.path`, so a CPU run needs no download. `init_from`: a base model folder
+    (`vtc.lmm.base_model`) whose config `lmm` is laid over and whose weights the run starts from."""
 
     lmm: dict[str, Any] = field(default_factory=dict)
     tiny_lm: dict[str, Any] | None = None
+    init_from: str | None = None
 
 
 @dataclass
@@ -143,7 +145,10 @@ def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
         raise ValueError(f"unknown config sections {unknown}; expected some of {sorted(sections)}")
     built = {}
     for name, cls in classes.items():
-        values = dict(raw.get(name) or {})
+        section = raw.get(name)
+        if section is not None and not isinstance(section, Mapping):
+            raise ValueError(f"config section {name!r} must be a mapping of keys, got {section!r}")
+        values = dict(section or {})
         known = {item.name: item for item in fields(cls)}
         extra = sorted(set(values) - set(known))
         if extra:
@@ -188,11 +193,19 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def validate(config: TrainConfig) -> None:
-    """Check value ranges (`RULES`) and that `model.tiny_lm` and `model.lmm.llm.path` are not both set."""
+    """Check value ranges (`RULES`) and that at most one of `model.tiny_lm`, `model.lmm.llm.path` and
+    `model.init_from` names the language model."""
     for name, (ok, allowed) in RULES.items():
         section, key = name.split(".")
         require(name, getattr(getattr(config, section), key), ok, allowed)
+    if not isinstance(config.model.lmm.get("llm") or {}, Mapping):
+        raise ValueError(f"model.lmm.llm must be a mapping, got {config.model.lmm['llm']!r}")
     llm_path = (config.model.lmm.get("llm") or {}).get("path")
+    if config.model.init_from is not None and (config.model.tiny_lm is not None or llm_path is not None):
+        raise ValueError(
+            f"model.init_from ({config.model.init_from!r}) brings its own language model: do not also set "
+            "model.tiny_lm or model.lmm.llm.path"
+        )
     if config.model.tiny_lm is not None and llm_path is not None:
         raise ValueError(
             f"model.tiny_lm and model.lmm.llm.path are both set (llm.path={llm_path!r}); the tiny LM would replace "
@@ -203,8 +216,10 @@ def validate(config: TrainConfig) -> None:
 def coerce(value: Any, spec: dataclasses.Field, name: str) -> Any:
     """Check / convert a value against its field's default type (numbers from YAML, tuples from lists)."""
     default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
-    if value is None or default is None:
+    if default is None:
         return value
+    if value is None:
+        raise ValueError(f"{name} cannot be null: give a value like its default {default!r}")
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false, got {value!r}")

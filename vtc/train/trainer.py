@@ -21,6 +21,7 @@ import torch
 
 from vtc.data.batch import collate
 from vtc.eval.predict import predict_windows, score
+from vtc.lmm.base_model import base_model_config, load_base_weights
 from vtc.lmm.model import build_model, load_config
 from vtc.lmm.tiny import save_tiny_lm
 from vtc.train.checkpoint import CheckpointStore
@@ -80,9 +81,12 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ setup
 
     def model_config(self) -> dict[str, Any]:
-        """The `VideoLMM` config: `llm.path` pointing at the run's tiny LM when `model.tiny_lm` is set (its
-        vocabulary holding the data source's words), the encoder config completed by the data source."""
+        """The `VideoLMM` config: the base's with `model.lmm` on top when `model.init_from` names one; `llm.path`
+        pointing at the run's tiny LM when `model.tiny_lm` is set (its vocabulary holding the data source's words);
+        the encoder config completed by the data source."""
         lmm = dict(self.config.model.lmm)
+        if self.config.model.init_from is not None:
+            lmm = base_model_config(self.config.model.init_from, lmm)
         if self.config.model.tiny_lm is not None:
             path = self.output_dir / "tiny_lm"
             if self.accelerator.is_main_process and not (path / "config.json").exists():
@@ -117,6 +121,8 @@ class Trainer:
         model_config = self.model_config()
         set_seed(config.run.seed)
         self.model = build_model(model_config)
+        if config.model.init_from is not None:
+            load_base_weights(self.model, config.model.init_from)
         frozen_encoder = self.model.encoder is not None and not self.model.config["encoder_trainable"]
         if config.data.cache_in_memory and frozen_encoder:
             data = dataclasses.replace(config.data, cache_in_memory=False)

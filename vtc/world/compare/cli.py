@@ -12,19 +12,19 @@ from vtc.world.compare.run import PRESETS, CompareSettings, compare
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", help="a base model folder to adapt every method from (default preset then: base)")
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        default="quick",
-        help="quick: 5 methods at 1/4, 2 seeds, 8 frames, 800 steps (<= 30 min on 2 CPU cores); full: every method "
-        "at 1/2, 1/8, 1/32 with the full recipe (hours). --methods / --budgets / --seeds replace the preset's",
+        help="quick (default without --base): 5 methods trained from scratch at 1/4, 3 seeds, 8 frames, 800 steps; "
+        "base (default with --base): 9 methods adapted from the base at 1/4 and 1/8, 3 seeds, 300 steps, the "
+        "training-free ones also untrained; full: every method at 1/2, 1/8, 1/32 with the full recipe (hours). "
+        "--methods / --budgets / --seeds replace the preset's",
     )
     parser.add_argument("--methods", nargs="+", choices=list_compressors())
     parser.add_argument("--budgets", nargs="+", type=float, help="fractions of the uncompressed token count")
     parser.add_argument("--seeds", nargs="+", type=int)
-    parser.add_argument(
-        "--config", nargs="+", default=CompareSettings().config_files, help="training config YAML files"
-    )
+    parser.add_argument("--config", nargs="+", help="training config YAML files (default: the preset's)")
     parser.add_argument(
         "--set",
         action="append",
@@ -37,11 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    chosen = {"methods": args.methods, "budgets": args.budgets, "seeds": args.seeds}
+    chosen = {"methods": args.methods, "budgets": args.budgets, "seeds": args.seeds, "config_files": args.config}
     settings = CompareSettings.preset(
-        args.preset,
+        args.preset or ("quick" if args.base is None else "base"),
         **{key: value for key, value in chosen.items() if value is not None},
-        config_files=args.config,
+        base=args.base,
         overrides=args.set,
         num_test=args.num_test,
         output_dir=args.out,

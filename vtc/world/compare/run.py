@@ -14,9 +14,13 @@ from typing import Any
 
 from vtc.bench.cost import count_parameters
 from vtc.budget import configure
-from vtc.compressors import list_compressors
+from vtc.compressors import Family, compressor_class, list_compressors
 from vtc.encoders import build_encoder
-from vtc.eval.predict import predict_windows, score
+from vtc.eval.predict import per_query_iou, predict_windows, score
+from vtc.eval.stats import mean_interval
+from vtc.lmm.base_model import base_model_config, load_base_weights
+from vtc.lmm.model import build_model
+from vtc.lmm.qformer import QFORMER_DEFAULTS
 from vtc.train.checkpoint import load_model
 from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_train_config
 from vtc.train.data import complete_encoder
@@ -24,25 +28,37 @@ from vtc.train.trainer import Trainer
 from vtc.utils.io import atomic_write_text
 from vtc.world.compare.blind import blind_baseline
 from vtc.world.compare.costs import run_cost
+from vtc.world.compare.intervals import REFERENCE_BUDGET, REFERENCE_METHOD, retention_of, runs_of
 from vtc.world.compare.report import METRIC_KEYS, write_outputs
 from vtc.world.source import SyntheticSamples, synthetic_test_samples
 from vtc.world.synthetic import SyntheticMoments
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 DEFAULT_CONFIGS = (CONFIG_DIR / "model" / "tiny.yaml", CONFIG_DIR / "data" / "synthetic.yaml")
+UNTRAINED = " (no training)"  # the suffix of a training-free method evaluated on the base as it is
 FINISHED_NAME = "compare_run.json"  # a finished run's summary and wall time, written after training
 Plan = list[tuple[str, str, dict[str, Any]]]  # (budget name, method, compressor config) per grid row
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Sized to finish within 30 minutes on a 2-core CPU, fresh machine included (scene-encoder pre-training and
-    # encoding): the papers' SSM compressors against the baselines they claim to beat, at one budget, two seeds,
+    # encoding): the papers' SSM compressors against the baselines they claim to beat, at one budget, three seeds,
     # on 8 frames per video (16 cost twice as much per step, and the uncompressed run is the costliest).
     "quick": {
         "methods": ["none", "stac", "mambamia", "tome", "tokenlearner"],
         "budgets": [1 / 4],
-        "seeds": [0, 1],
+        "seeds": [0, 1, 2],
         "overrides": ["data.num_frames=8", "optim.max_steps=800", "run.eval_every=100", "data.num_train=1500"],
+    },
+    # On a base model (`--base DIR`): every method adapts from it for a few steps (compressor, projector, LoRA), the
+    # training-free ones are also evaluated on it untouched; the papers' methods, the trained baselines, pooling,
+    # random and uniform rows, at 1/4 and 1/8, three seeds.
+    "base": {
+        "methods": ["none", "stac", "mambamia", "taa", "tome", "tokenlearner", "avgpool2d", "random", "uniform"],
+        "budgets": [1 / 4, 1 / 8],
+        "seeds": [0, 1, 2],
+        "config_files": [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")],
+        "overrides": ["data.num_frames=8", "optim.max_steps=300", "run.eval_every=100", "data.num_train=1500"],
     },
     # Every registered method at 1/2, 1/8 and 1/32 of the tokens with the benchmark's full recipe (hours here).
     "full": {"methods": list_compressors(), "budgets": [1 / 2, 1 / 8, 1 / 32], "seeds": [0, 1], "overrides": []},
@@ -51,7 +67,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class CompareSettings:
-    """What to compare and how long to train each run (defaults: the `"quick"` preset)."""
+    """What to compare and how long to train each run (defaults: the `"quick"` preset). With `base` (a base model
+    folder, `vtc.lmm.base_model`), every run adapts from it (`model.init_from`) and the training-free methods are
+    also evaluated on it without any training (rows `"METHOD (no training)"`; `"none (no training)"` is the base)."""
 
     methods: list[str] = field(default_factory=lambda: list(PRESETS["quick"]["methods"]))
     budgets: list[float] = field(default_factory=lambda: list(PRESETS["quick"]["budgets"]))
@@ -61,6 +79,7 @@ class CompareSettings:
     num_test: int = 100
     output_dir: str = "runs/compare"
     progress: bool = True
+    base: str | None = None
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> CompareSettings:
@@ -78,18 +97,29 @@ def base_config(settings: CompareSettings, run_dir: Path, seed: int, compressor:
         f"run.progress={str(settings.progress).lower()}",  # a progress bar per run
         "data.cache_in_memory=true",
     ]
+    if settings.base is not None:
+        run_overrides.append(f"model.init_from={settings.base}")
     config = load_train_config(settings.config_files, [*settings.overrides, *run_overrides])
     config.model.lmm = {**config.model.lmm, "compressor": compressor}
     return config
 
 
+def model_config(config: TrainConfig) -> dict[str, Any]:
+    """The run's `VideoLMM` config as training builds it: the base's under `model.lmm` when it adapts from one."""
+    lmm = config.model.lmm
+    return lmm if config.model.init_from is None else base_model_config(config.model.init_from, lmm)
+
+
 def tokens_per_frame(config: TrainConfig) -> int:
-    """Tokens per frame N that the compressor sees: the `tokens_per_frame` of the configured encoder, completed by
-    the data source as training completes it (a `scene` encoder is pre-trained once here, and cached)."""
-    encoder_config = config.model.lmm.get("encoder")
-    if encoder_config is None:
+    """Tokens per frame N that the compressor sees: the qformer's queries when the model has one, else the
+    `tokens_per_frame` of the configured encoder, completed by the data source as training completes it (a `scene`
+    or `patch` encoder's segmenter is pre-trained once here, and cached)."""
+    lmm = model_config(config)
+    if lmm.get("qformer") is not None:
+        return int({**QFORMER_DEFAULTS, **lmm["qformer"]}["num_queries"])
+    if lmm.get("encoder") is None:
         raise ValueError("vtc compare needs an encoder in the model config to know the token grid")
-    return build_encoder(complete_encoder(encoder_config, config)).tokens_per_frame
+    return build_encoder(complete_encoder(lmm["encoder"], config)).tokens_per_frame
 
 
 def finished_run(config: TrainConfig) -> dict[str, Any] | None:
@@ -119,12 +149,36 @@ def train_and_evaluate(
         summary = Trainer(config, shared_features=shared_features).fit(overwrite=True)
         summary["train_seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_text(Path(config.run.output_dir) / FINISHED_NAME, json.dumps(summary, indent=2) + "\n")
-    checkpoint = Path(summary["best_checkpoint"]) / "model"
+    return evaluate(Path(summary["best_checkpoint"]) / "model", summary, reused, config, test, tokens)
+
+
+def untrained_and_evaluate(config: TrainConfig, test: SyntheticSamples, tokens: tuple[int, int]) -> dict[str, Any]:
+    """Put a training-free compressor into the base (`model.init_from`) with no training, save that model as the
+    run's checkpoint (its config and weights beside the trained runs'), and score and cost it as they are."""
+    checkpoint = Path(config.run.output_dir) / "untrained" / "model"
+    lmm = base_model_config(config.model.init_from, {"compressor": config.model.lmm["compressor"]})
+    model = build_model(lmm)
+    load_base_weights(model, config.model.init_from)
+    model.save_pretrained(checkpoint)
+    summary = {"train_seconds": 0.0, "step": 0}
+    return evaluate(checkpoint, summary, False, config, test, tokens)
+
+
+def evaluate(
+    checkpoint: Path,
+    summary: dict[str, Any],
+    reused: bool,
+    config: TrainConfig,
+    test: SyntheticSamples,
+    tokens: tuple[int, int],
+) -> dict[str, Any]:
+    """Score the model saved in `checkpoint` on the test split and measure its cost: one run's record."""
     model = load_model(checkpoint)
-    metrics = score(predict_windows(model, test, range(len(test)), config.run.eval_batch_size))
+    records = predict_windows(model, test, range(len(test)), config.run.eval_batch_size)
     compressor = model.compressor
     return {
-        "metrics": metrics,
+        "metrics": score(records),
+        "ious": list(per_query_iou(records).values()),  # per test video, in test order: for paired intervals
         "llm_tokens": compressor.num_output_tokens(*tokens),
         "compressor_parameters": count_parameters(compressor),
         "train_seconds": summary["train_seconds"],
@@ -135,13 +189,15 @@ def train_and_evaluate(
     }
 
 
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and spread (sample standard deviation, 0 for one seed) of each metric over seeds; costs averaged."""
+def aggregate(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each metric's mean over seeds and the half-width of its 95% Student-t interval (`KEY_ci`, None for one seed);
+    the retention of the `reference` runs' mIoU (the uncompressed model's) with its bootstrap interval
+    (`intervals.retention_of`); costs averaged."""
     row: dict[str, Any] = {"seeds": len(runs)}
     for key in (*METRIC_KEYS, "mAP"):
-        values = [run["metrics"][key] for run in runs]
-        row[key] = statistics.fmean(values)
-        row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        interval = mean_interval([run["metrics"][key] for run in runs])
+        row[key], row[f"{key}_ci"] = interval.mean, interval.half_width
+    row.update(retention_of(runs, reference))
     for key in ("llm_tokens", "parameters", "compressor_parameters", "gflops", "gmacs", "latency_s", "peak_mb"):
         row[key] = statistics.fmean(run[key] for run in runs)
     row["train_seconds"] = sum(run["train_seconds"] for run in runs)
@@ -160,6 +216,8 @@ def plan_runs(settings: CompareSettings, num_frames: int, per_frame: int) -> tup
     that cannot fit a budget is skipped, with the reason, under that budget's name."""
     uncompressed = num_frames * per_frame
     plan: Plan = [("uncompressed", "none", {"name": "none"})]
+    if settings.base is not None:
+        plan.append(("uncompressed", f"none{UNTRAINED}", {"name": "none"}))
     skipped: dict[str, dict[str, str]] = {}
     for fraction in settings.budgets:
         budget = max(int(uncompressed * fraction), 1)
@@ -173,6 +231,8 @@ def plan_runs(settings: CompareSettings, num_frames: int, per_frame: int) -> tup
                 continue
             compressor_config.pop("dim", None)
             plan.append((budget_name(fraction), method, {"name": method, **compressor_config}))
+            if settings.base is not None and compressor_class(method).card.family is Family.TRAINING_FREE:
+                plan.append((budget_name(fraction), f"{method}{UNTRAINED}", {"name": method, **compressor_config}))
     return plan, skipped
 
 
@@ -184,12 +244,16 @@ def run_grid(
     runs: list[dict[str, Any]] = []
     shared_features: dict[str, Any] = {}  # every video encoded once by the frozen encoder, for all runs
     for index, (budget, method, compressor) in enumerate(plan, start=1):
+        untrained = method.endswith(UNTRAINED)
         for seed in settings.seeds:
-            run_dir = output / "runs" / budget.replace("/", "_") / method / f"seed{seed}"
+            run_dir = output / "runs" / budget.replace("/", "_") / method.replace(" ", "_") / f"seed{seed}"
             if settings.progress:
                 print(f"[{index}/{len(plan)}] {method:<13} budget {budget:<12} seed {seed}", flush=True)
             config = base_config(settings, run_dir, seed, compressor)
-            result = train_and_evaluate(config, test, tokens, shared_features)
+            if untrained:
+                result = untrained_and_evaluate(config, test, tokens)
+            else:
+                result = train_and_evaluate(config, test, tokens, shared_features)
             runs.append({"budget": budget, "method": method, "seed": seed, "compressor": compressor, **result})
             if settings.progress:
                 print(
@@ -201,14 +265,13 @@ def run_grid(
 
 
 def tables_of(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """`{budget: {method: row}}`, each row aggregated over the method's seeds at that budget (run order kept)."""
+    """`{budget: {method: row}}`, each row aggregated over the method's seeds at that budget (run order kept), its
+    retention measured against the uncompressed model's runs."""
+    reference = runs_of(runs, REFERENCE_BUDGET, REFERENCE_METHOD)
     tables: dict[str, dict[str, Any]] = {}
     for budget in dict.fromkeys(run["budget"] for run in runs):
         methods = dict.fromkeys(run["method"] for run in runs if run["budget"] == budget)
-        tables[budget] = {
-            method: aggregate([r for r in runs if r["budget"] == budget and r["method"] == method])
-            for method in methods
-        }
+        tables[budget] = {method: aggregate(runs_of(runs, budget, method), reference) for method in methods}
     return tables
 
 
