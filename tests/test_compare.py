@@ -116,3 +116,16 @@ def test_compare_on_a_base_adapts_every_method_and_evaluates_training_free_ones_
     assert untrained["steps"] == 0 and untrained["llm_tokens"] == 4
     trained = next(run for run in result["runs"] if run["method"] == "random")
     assert trained["steps"] == 2
+
+
+def test_method_groups_expand_to_their_families():
+    from vtc.compressors import Family, compressor_class
+    from vtc.world.compare.cli import expand_methods
+
+    free = expand_methods(["training-free"])
+    assert {"random", "uniform", "dycoke", "visionzip", "tome", "none"} <= set(free) and free[0] == "none"
+    assert all(compressor_class(m).card.family is Family.TRAINING_FREE for m in free)
+    ssm = expand_methods(["ssm"])
+    assert {"stac", "mambamia", "taa", "storm", "tstar"} <= set(ssm)
+    assert set(expand_methods(["baselines"])) == set(list_compressors()) - set(ssm)
+    assert expand_methods(["random", "none", "ssm", "stac"]) == ["none", "random", *ssm]  # none first, no repeats

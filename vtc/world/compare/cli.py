@@ -6,9 +6,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vtc.compressors import list_compressors
+from vtc.compressors import Family, compressor_class, list_compressors
 from vtc.world.compare.report import JSON_NAME, PLOT_NAME, markdown
 from vtc.world.compare.run import PRESETS, CompareSettings, compare
+
+# Names of method groups that `--methods` accepts beside method names: the methods of a family, or all but one.
+GROUPS: dict[str, tuple[Family, bool]] = {
+    "ssm": (Family.STATE_SPACE, True),
+    "trained": (Family.ATTENTION, True),
+    "training-free": (Family.TRAINING_FREE, True),
+    "baselines": (Family.STATE_SPACE, False),  # every method that is not a state-space one
+}
+
+
+def expand_methods(names: list[str]) -> list[str]:
+    """Method names with each group of `GROUPS` replaced by its registered methods (registry order, no repeats,
+    `none` first when asked for: the uncompressed reference)."""
+    methods: list[str] = []
+    for name in names:
+        if name in GROUPS:
+            family, member = GROUPS[name]
+            methods += [m for m in list_compressors() if (compressor_class(m).card.family is family) == member]
+        else:
+            methods.append(name)
+    unique = list(dict.fromkeys(methods))
+    return ["none", *[m for m in unique if m != "none"]] if "none" in unique else unique
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "training-free ones also untrained; full: every method at 1/2, 1/8, 1/32 with the full recipe (hours). "
         "--methods / --budgets / --seeds replace the preset's",
     )
-    parser.add_argument("--methods", nargs="+", choices=list_compressors())
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=[*list_compressors(), *GROUPS],
+        help=f"method names, or groups: {', '.join(GROUPS)} (e.g. --methods none ssm random uniform)",
+    )
     parser.add_argument("--budgets", nargs="+", type=float, help="fractions of the uncompressed token count")
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--config", nargs="+", help="training config YAML files (default: the preset's)")
@@ -37,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    chosen = {"methods": args.methods, "budgets": args.budgets, "seeds": args.seeds, "config_files": args.config}
+    methods = None if args.methods is None else expand_methods(args.methods)
+    chosen = {"methods": methods, "budgets": args.budgets, "seeds": args.seeds, "config_files": args.config}
     settings = CompareSettings.preset(
         args.preset or ("quick" if args.base is None else "base"),
         **{key: value for key, value in chosen.items() if value is not None},
