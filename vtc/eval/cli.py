@@ -1,7 +1,9 @@
 """`vtc evaluate --predictions P.jsonl --ground-truth G.jsonl`: print the metrics as one JSON object.
 
 Ground truth with `options` is multiple-choice QA (predictions carry `prediction`); otherwise moment retrieval
-in moment_detr's format (predictions carry `pred_relevant_windows`).
+in moment_detr's format (predictions carry `pred_relevant_windows`). Ground truth in QVHighlights' format (every
+record carries `relevant_clip_ids` and `saliency_scores`) adds moment_detr's whole standard evaluation: moment
+retrieval by window length, and highlight detection when predictions carry `pred_saliency_scores`.
 
 `vtc evaluate --checkpoint DIR [--data data.yaml] [--split val]` instead generates answers with a trained model
 (a checkpoint folder of `vtc train`, or a run folder: its best checkpoint) on a split of the data config (by
@@ -17,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from vtc.data.qa import choice_item_from_record
-from vtc.eval.moment import evaluate_moments, ground_truth_windows
+from vtc.eval.highlights import clip_saliency, evaluate_highlights, has_saliency
+from vtc.eval.moment import evaluate_moments, evaluate_moments_by_length, ground_truth_windows
 from vtc.eval.qa import evaluate_choices
 from vtc.utils.io import atomic_write_text, read_jsonl
 
@@ -43,9 +46,30 @@ def evaluate_files(predictions_path: Path, ground_truth_path: Path) -> dict[str,
         questions = {qid: choice_item_from_record(record, qid) for qid, record in ground_truth.items()}
         answers = {qid: record.get("prediction") for qid, record in predictions.items()}
         return evaluate_choices(answers, questions)
-    windows = {qid: ground_truth_windows(record, str(ground_truth_path)) for qid, record in ground_truth.items()}
+    return moment_and_highlight_metrics(predictions, ground_truth, str(ground_truth_path))
+
+
+def moment_and_highlight_metrics(
+    predictions: dict[str, dict[str, Any]], ground_truth: dict[str, dict[str, Any]], source: str
+) -> dict[str, float | int]:
+    """Moment retrieval over all queries; on QVHighlights-format ground truth also by window length, and highlight
+    detection when any prediction carries `pred_saliency_scores` (moment_detr `eval_submission`)."""
+    windows = {qid: ground_truth_windows(record, source) for qid, record in ground_truth.items()}
     ranked = {qid: record.get("pred_relevant_windows") for qid, record in predictions.items()}
-    return evaluate_moments(ranked, windows)
+    metrics = evaluate_moments(ranked, windows)
+    without_saliency = [qid for qid, record in ground_truth.items() if not has_saliency(record)]
+    if not without_saliency:
+        metrics |= evaluate_moments_by_length(ranked, windows)
+    if any("pred_saliency_scores" in record for record in predictions.values()):
+        if without_saliency:
+            raise ValueError(
+                f"predictions carry pred_saliency_scores but {source}: qid {without_saliency[0]!r} has no "
+                "relevant_clip_ids and saliency_scores"
+            )
+        saliency = {qid: clip_saliency(record, source) for qid, record in ground_truth.items()}
+        scores = {qid: record.get("pred_saliency_scores") for qid, record in predictions.items()}
+        metrics |= evaluate_highlights(scores, saliency)
+    return metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,12 @@ Where moment_detr is undefined we choose the sound option: a reversed or zero-le
 (moment_detr gives 0 or, for 0/0, NaN that its matching then counts as a hit); a query whose prediction is
 missing or unparseable scores 0 on every metric and stays in the denominator (moment_detr asserts every query
 has a prediction).
+
+By window length (moment_detr `get_data_by_range`, QVHighlights' short / middle / long): a bucket keeps the queries
+with at least one ground-truth window of length l in (low, high] (short (0, 10], middle (10, 30], long (30, inf)),
+each with only its windows in the bucket; the prediction is unchanged, so a query with windows in two buckets is
+scored in both, its out-of-bucket windows absent from the ground truth there. moment_detr closes long at 150 s,
+QVHighlights' longest window; we leave it open so that longer videos' windows count as long.
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ import numpy as np
 MAP_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * step, 2) for step in range(10))
 RECALL_THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
 MAX_PREDICTED_WINDOWS = 10
+LENGTH_BUCKETS: tuple[tuple[str, float, float], ...] = (
+    ("short", 0.0, 10.0),
+    ("middle", 10.0, 30.0),
+    ("long", 30.0, np.inf),
+)
 
 
 def temporal_iou(windows_a: np.ndarray, windows_b: np.ndarray) -> np.ndarray:
@@ -123,6 +134,15 @@ def to_percent(value: float) -> float:
     return float(f"{100 * value:.2f}")
 
 
+def check_known_qids(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any]) -> None:
+    """`ValueError` when the ground truth is empty or a predicted qid is not in it."""
+    unknown = [qid for qid in predictions if qid not in ground_truth]
+    if unknown:
+        raise ValueError(f"{len(unknown)} predicted qids are not in the ground truth, e.g. {unknown[:5]}")
+    if not ground_truth:
+        raise ValueError("the ground truth holds no query")
+
+
 def evaluate_moments(
     predictions: Mapping[str, Any],
     ground_truth: Mapping[str, np.ndarray],
@@ -140,11 +160,7 @@ def evaluate_moments(
     Raises:
         ValueError: a predicted qid is not in the ground truth, or there is no ground truth.
     """
-    unknown = [qid for qid in predictions if qid not in ground_truth]
-    if unknown:
-        raise ValueError(f"{len(unknown)} predicted qids are not in the ground truth, e.g. {unknown[:5]}")
-    if not ground_truth:
-        raise ValueError("the ground truth holds no query")
+    check_known_qids(predictions, ground_truth)
     top1_iou = np.zeros(len(ground_truth))
     precision_at = np.zeros((len(ground_truth), len(MAP_THRESHOLDS)))
     num_invalid = 0
@@ -166,6 +182,43 @@ def evaluate_moments(
         metrics[f"mAP@{threshold}"] = to_percent(float(map_per_threshold[MAP_THRESHOLDS.index(threshold)]))
     metrics["num_queries"] = len(ground_truth)
     metrics["num_invalid"] = num_invalid
+    return metrics
+
+
+def windows_in_length_range(windows: np.ndarray, low: float, high: float) -> np.ndarray:
+    """The rows of `windows [M, 2]` whose length l satisfies low < l <= high -> `[M', 2]` (moment_detr
+    `get_data_by_range`)."""
+    lengths = windows[:, 1] - windows[:, 0]
+    return windows[(lengths > low) & (lengths <= high)]
+
+
+def evaluate_moments_by_length(
+    predictions: Mapping[str, Any],
+    ground_truth: Mapping[str, np.ndarray],
+) -> dict[str, float | int]:
+    """`evaluate_moments` per window-length bucket of `LENGTH_BUCKETS` (moment_detr `eval_moment_retrieval`).
+
+    Args:
+        predictions: qid -> raw `pred_relevant_windows` value.
+        ground_truth: qid -> `[M, 2]` windows, M >= 1, each end > start.
+
+    Returns:
+        `{bucket}-{metric}` for every metric of `evaluate_moments` over the bucket's queries (each with only its
+        windows in the bucket, its prediction whole); a bucket without a query gives `{bucket}-num_queries` 0 alone.
+
+    Raises:
+        ValueError: a predicted qid is not in the ground truth, or there is no ground truth.
+    """
+    check_known_qids(predictions, ground_truth)
+    metrics: dict[str, float | int] = {}
+    for name, low, high in LENGTH_BUCKETS:
+        in_range = {qid: windows_in_length_range(windows, low, high) for qid, windows in ground_truth.items()}
+        bucket = {qid: windows for qid, windows in in_range.items() if len(windows)}
+        if not bucket:
+            metrics[f"{name}-num_queries"] = 0
+            continue
+        scored = evaluate_moments({qid: predictions[qid] for qid in bucket if qid in predictions}, bucket)
+        metrics.update({f"{name}-{key}": value for key, value in scored.items()})
     return metrics
 
 
