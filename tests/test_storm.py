@@ -1,4 +1,4 @@
-"""STORM temporal encoder: bidirectional Mamba over all tokens, temporal and spatial average pools."""
+"""STORM temporal encoder: bidirectional Mamba over all tokens, test-time sampling, temporal and spatial pools."""
 
 from __future__ import annotations
 
@@ -51,6 +51,36 @@ def test_test_time_stride_samples_frames_in_eval_only():
     torch.testing.assert_close(out.tokens[0, :4], expected)
 
 
+@pytest.mark.parametrize(
+    ("place", "dropped_frames_reach_kept_ones"), [("after_encoder", True), ("before_encoder", False)]
+)
+def test_test_time_sampling_after_the_encoder_lets_dropped_frames_enrich_the_kept_ones(
+    place, dropped_frames_reach_kept_ones
+):
+    """The seed's "enriched encoding ... enables ... test-time sampling": after the encoder, frame 1 (dropped with
+    stride 2) still moves the kept frames' tokens; sampling before the encoder never lets it in."""
+    model = make(temporal_pool=1, test_time_stride=2, test_time_sampling=place).eval()
+    tokens = torch.randn(1, 5, 16, DIM)
+    changed = tokens.clone()
+    changed[:, 1] += 3 * torch.randn(16, DIM)
+    with torch.no_grad():
+        first, second = model(tokens), model(changed)
+    assert first.tokens.shape[1] == model.num_output_tokens(5, 16) == 3 * 4  # frames 0, 2, 4 either way
+    assert first.frame_index[0, ::4].tolist() == [0, 2, 4]
+    assert (not torch.allclose(first.tokens, second.tokens)) == dropped_frames_reach_kept_ones
+
+
+def test_sampling_after_the_encoder_pools_the_kept_frames_of_the_full_encoding():
+    """By hand: the output is the encoder run on all 6 frames, frames 0 and 3 taken, each 2x2-pooled."""
+    model = make(temporal_pool=1, test_time_stride=3).eval()
+    tokens = torch.randn(2, 6, 16, DIM)
+    with torch.no_grad():
+        out = model(tokens).tokens
+        kept = model.encode(tokens)[:, [0, 3]].reshape(2 * 2, 4, 4, DIM).permute(0, 3, 1, 2)
+    expected = F.avg_pool2d(kept, 2).flatten(2).transpose(1, 2).reshape(2, 2 * 4, DIM)
+    torch.testing.assert_close(out, expected)
+
+
 def test_mamba_mixes_in_both_directions_over_all_tokens():
     model = make(temporal_pool=1)
     tokens = torch.randn(1, 3, 16, DIM)
@@ -79,5 +109,7 @@ def test_non_square_grid_and_bad_options():
     assert model(torch.randn(1, 4, 12, DIM)).tokens.shape == (1, 2 * 3, DIM)
     with pytest.raises(ValueError, match="temporal_pool must be a positive int, got 0"):
         make(temporal_pool=0)
+    with pytest.raises(ValueError, match="test_time_sampling must be one of 'after_encoder', 'before_encoder'"):
+        make(test_time_sampling="during")
     with pytest.raises(ValueError, match="N=12 tokens per frame is not a square grid"):
         make()(torch.randn(1, 2, 12, DIM))  # 12 patches are not a square grid

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from vtc.budget import configure
 from vtc.compressors.taa import TimeAxisAggregator, crossing_frames, emit_frames
 
 DIM, PER_FRAME = 16, 16  # 4x4 grid -> 2x2 pool -> 4 anchors per frame
@@ -141,9 +142,11 @@ def test_keep_ratio_refuses_to_stream_and_bad_configs_raise():
             make(**kwargs)
 
 
-def test_mambamia_spatial_stage_makes_per_frame_query_anchors_that_learn_and_stream():
+def test_per_frame_mambamia_stage_makes_query_anchors_that_learn_and_stream():
     torch.manual_seed(0)
-    model = TimeAxisAggregator(16, spatial="mambamia", query_interval=5, threshold=0.0, keep_ratio=None, d_state=4)
+    model = TimeAxisAggregator(
+        16, spatial="mambamia-per-frame", query_interval=5, threshold=0.0, keep_ratio=None, d_state=4
+    )
     tokens = torch.randn(2, 6, 20, 16)
     out = model(tokens)
     assert out.tokens.shape == (2, model.num_output_tokens(6, 20), 16) == (2, 24, 16)
@@ -183,3 +186,38 @@ def test_taa_refuses_non_monotonic_timestamps():
     out = model(tokens, torch.tensor([[0.0, 1.0, 2.0, 3.0]]))
     valid_times = out.timestamps[out.mask]
     assert (valid_times[1:] >= valid_times[:-1]).all()
+
+
+@pytest.mark.parametrize(("spatial", "later_frames_reach_earlier"), [("mambamia", True), ("mambamia-per-frame", False)])
+def test_paper_first_stage_is_spatiotemporal(spatial, later_frames_reach_earlier):
+    """The seed's "spatiotemporal compression layer with gated patch aggregation": its bidirectional queries see
+    every frame, so frame 5 moves frame 0's anchors (the TAA's own Mamba is causal and cannot); per frame, it cannot."""
+    model = make(spatial=spatial, query_interval=5, keep_ratio=None, threshold=0.0).eval()
+    tokens = torch.randn(1, 6, 20, DIM)
+    changed = tokens.clone()
+    changed[:, 5] += 3 * torch.randn(20, DIM)
+    with torch.no_grad():
+        first, second = model(tokens).tokens[:, :4], model(changed).tokens[:, :4]  # frame 0's 4 anchors
+    assert (not torch.allclose(first, second, atol=1e-6)) == later_frames_reach_earlier
+    assert model.supports_streaming == (not later_frames_reach_earlier)
+
+
+def test_paper_config_builds_and_hits_its_budget():
+    """`paper_config`: the GPA first stage (k = 10, 14 layers, ~100M parameters as MambaMia's) and half the frames;
+    the budget solver's keep_ratio for 430 tokens of 128 x 100 is met exactly by a real (narrow) run."""
+    config = TimeAxisAggregator.card.paper_config
+    assert config["spatial"] == "mambamia"
+    with torch.device("meta"):
+        paper = TimeAxisAggregator(**config)
+    assert 95e6 < sum(p.numel() for p in paper.parameters()) < 115e6
+    assert paper.num_output_tokens(128, 100) == 64 * 10 and not paper.supports_streaming
+    chosen, count = configure("taa", 128, 100, 430, **{k: v for k, v in config.items() if k != "dim"})
+    assert count == 430 == math.ceil(chosen["keep_ratio"] * 128) * 10
+    torch.manual_seed(0)
+    small = TimeAxisAggregator(**{**config, **chosen, "dim": DIM, "spatial_layers": 1, "d_state": 4})
+    out = small(torch.randn(1, 128, 100, DIM))
+    assert out.tokens.shape == (1, 430, DIM) and out.aux["kept_frames"].sum() == 43
+    out.tokens.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in small.parameters())
+    with pytest.raises(NotImplementedError, match="spatial='mambamia' mixes all frames both ways"):
+        make(spatial="mambamia", keep_ratio=None, threshold=1.0).init_state(1)

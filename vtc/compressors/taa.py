@@ -1,5 +1,10 @@
 """`"taa"`: MambaMia's time-axis aggregator for hour-long video: adaptive frame keeping driven by Mamba's delta-time.
 
+The paper's model (../shared/papers/002, TL;DR) is "a two-stage hierarchy: a Spatiotemporal Compression Layer with
+Gated Patch Aggregation (GPA) to produce compact anchor tokens, and a Time Axis Aggregator (TAA) that models temporal
+dynamics and performs adaptive frame selection via delta-time signals"; Fig. 2: "(a) Periodic query tokens aggregate
+local context ... (b) Frame-wise queries are extracted and reorganized into temporal sequences. (c) The time-axis
+aggregator ...". `spatial="mambamia"` is that first stage (its `paper_config`); average pooling stays selectable.
 Per-frame anchor tokens run along time through a Mamba layer; its delta-time `delta_t = softplus(dt_proj(.) +
 dt_bias)` (averaged over anchors and channels) says how much each frame moves the state. The paper
 (../shared/papers/002: Fig. 2(c), "uses delta-time values for adaptive frame sampling"; Fig. 5, peaks at scene
@@ -22,10 +27,11 @@ from vtc.compressors.base import CompressedTokens, Compressor, register_compress
 from vtc.compressors.card import Family, Knob, MethodCard, up_to_frames
 from vtc.compressors.grid import as_pair, ceil_div, from_grid, optional_grid, square_grid, to_grid
 from vtc.compressors.ops import compress_valid_frames, per_frame_output
-from vtc.compressors.tstar import TSTAR  # the "mambamia" spatial stage is a per-frame TSTAR
+from vtc.compressors.tstar import TSTAR  # the "mambamia" first stage is a TSTAR that keeps every frame's queries
 from vtc.ssm import MambaBlock
 from vtc.utils.checks import check_choice, check_float, check_int
 
+SPATIAL_STAGES = ("pool", "mambamia", "mambamia-per-frame")
 THRESHOLD_TOLERANCE = 1e-6
 RATIO_TOLERANCE = 1e-9  # keep_ratio = k / T times T is k, not k + 1, whatever the rounding
 
@@ -72,16 +78,17 @@ def emit_frames(delta_time: Tensor, threshold: Tensor) -> Tensor:
 
 @register_compressor("taa")
 class TimeAxisAggregator(Compressor):
-    """Anchors (per-frame average pool) -> Mamba along time per anchor -> delta-time -> adaptive frame keeping.
+    """Anchors (first stage) -> Mamba along time per anchor -> delta-time -> adaptive frame keeping.
 
     Args:
         dim: token width D.
-        spatial: the spatial stage that makes each frame's anchor tokens: "pool" (average pooling with
-            `anchor_pool`, ceil mode; the aggregator used alone) or "mambamia" (MambaMia's per-frame queries: a
-            per-frame `tstar` with the MambaMia block, one query per `query_interval` patches, as in the paper's
-            hour-long model).
+        spatial: the first stage that makes each frame's anchor tokens. "pool" (default; average pooling with
+            `anchor_pool`, ceil mode: the aggregator used alone); "mambamia" (the paper's spatiotemporal compression
+            layer: a `tstar` with the MambaMia block, i.e. BiMamba + gated patch aggregation, over the whole
+            time-major `T * N` sequence, one query per `query_interval` patches, every frame's queries kept as its
+            anchors); "mambamia-per-frame" (the same block run on each frame alone, so the aggregator streams).
         anchor_pool: pooling window of `spatial="pool"`.
-        query_interval, spatial_layers: the MambaMia spatial stage's k and number of blocks.
+        query_interval, spatial_layers: the MambaMia first stage's k and number of blocks.
         keep_ratio: fraction of frames kept: exactly `ceil(keep_ratio * T)` per video (T its valid frames), where
             the cumulative delta_t crosses evenly spaced levels (`crossing_frames`).
         threshold: a fixed threshold instead (then `keep_ratio` must be None); this makes keeping causal, so the
@@ -98,9 +105,16 @@ class TimeAxisAggregator(Compressor):
     card = MethodCard(
         family=Family.STATE_SPACE,
         knobs=(Knob("keep_ratio", up_to_frames, lambda kept, frames: kept / frames),),  # frames kept / T
-        paper_config={"dim": 1024, "anchor_pool": 2, "keep_ratio": 0.5},
-        paper_source="Hierarchical MambaMia Fig. 2(c) (delta-time frame selection); width and keep ratio are ours",
-        streaming=lambda config: config["threshold"] is not None,  # keep_ratio needs the whole video's delta-time
+        paper_config={
+            "dim": 1024,
+            "spatial": "mambamia",
+            "query_interval": 10,
+            "spatial_layers": 14,
+            "keep_ratio": 0.5,
+        },
+        paper_source="Hierarchical MambaMia TL;DR, Figs. 1-2 (spatiotemporal GPA layer, then delta-time frame "
+        "selection); k = 10 and 14 layers (~100M) from MambaMia Sec. 4 / supplement; keep ratio is ours",
+        streaming=lambda config: config["threshold"] is not None and config["spatial"] != "mambamia",
     )
 
     def __init__(
@@ -124,7 +138,7 @@ class TimeAxisAggregator(Compressor):
             check_float("keep_ratio", keep_ratio, 0, 1, include_low=False)
         if threshold is not None:
             check_float("threshold", threshold, 0)
-        check_choice("spatial", spatial, ("pool", "mambamia"))
+        check_choice("spatial", spatial, SPATIAL_STAGES)
         check_int("query_interval", query_interval)
         check_int("spatial_layers", spatial_layers)
         self.keep_ratio, self.threshold = keep_ratio, threshold
@@ -136,12 +150,12 @@ class TimeAxisAggregator(Compressor):
                 spatial_layers,
                 frame_ratio=1.0,
                 block="mambamia",
-                per_frame=True,
+                per_frame=spatial == "mambamia-per-frame",
                 d_state=d_state,
                 d_conv=d_conv,
                 expand=expand,
             )
-            if spatial == "mambamia"
+            if spatial != "pool"
             else None
         )
         self.temporal = MambaBlock(dim, mixer="mamba", d_state=d_state, d_conv=d_conv, expand=expand)
@@ -190,8 +204,12 @@ class TimeAxisAggregator(Compressor):
 
     def init_state(self, batch_size: int, device: torch.device | None = None) -> dict[str, Any]:
         """Mamba state per anchor (created on the first frame, when A is known), running delta sum, frames seen."""
-        if not self.supports_streaming:
+        if self.threshold is None:
             raise NotImplementedError("keep_ratio needs the whole video's delta-time; stream with a fixed threshold")
+        if not self.supports_streaming:
+            raise NotImplementedError(
+                "spatial='mambamia' mixes all frames both ways; stream with 'pool' or 'mambamia-per-frame'"
+            )
         return {"mamba": None, "running": torch.zeros(batch_size, device=device), "frames_seen": 0}
 
     def step_frame(self, frame_tokens: Tensor, timestamp: Tensor, state: dict) -> tuple[CompressedTokens, dict]:

@@ -12,15 +12,15 @@ import torch
 from torch import Tensor, nn
 
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
-from vtc.compressors.blocks import NeoXBlock
+from vtc.compressors.blocks import TSTARLayer
 from vtc.compressors.card import Family, Knob, MethodCard, frames_down, tokens_down
 from vtc.compressors.grid import ceil_div
 from vtc.compressors.ops import compress_valid_frames, per_frame_output
-from vtc.ssm import MambaBlock
 from vtc.utils.checks import check_choice, check_float, check_int
 
 BLOCKS = ("mambamia", "bimamba", "mamba", "transformer", "bitransformer")
-GATE_RANGE = (0.01, 0.99)
+MAMBA_VERSIONS = ("v1", "v2")
+GPA_PLACEMENTS = ("post_mixer", "pre_mixer")
 
 
 def query_layout(tokens_per_frame: int, query_interval: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -42,43 +42,6 @@ def query_layout(tokens_per_frame: int, query_interval: int) -> tuple[Tensor, Te
     return torch.tensor(order), torch.tensor(query_positions), torch.tensor(group_positions)
 
 
-class GatedAggregation(nn.Module):
-    """MambaMia's gated patch aggregation (paper eqs. 2-3), applied to each query and its k preceding patches.
-
-    alpha = softmax(W_a q + b_a) over the k patches, a = sum_i alpha_i x_i, g = sigmoid(W_g q + b_g) squeezed into
-    [0.01, 0.99] (one scalar gate per query), q <- (1 - g) q + g a. W_a, W_g start small so alpha starts near
-    uniform and g near 0.5.
-    """
-
-    def __init__(self, dim: int, query_interval: int) -> None:
-        super().__init__()
-        self.weights = nn.Linear(dim, query_interval)
-        self.gate = nn.Linear(dim, 1)
-        for linear in (self.weights, self.gate):
-            nn.init.normal_(linear.weight, std=1e-3)
-            nn.init.zeros_(linear.bias)
-
-    def forward(self, queries: Tensor, patches: Tensor, patch_valid: Tensor) -> Tensor:
-        """`queries [..., G, D]`, `patches [..., G, k, D]`, `patch_valid [G, k]` -> updated queries `[..., G, D]`."""
-        logits = self.weights(queries).masked_fill(~patch_valid, float("-inf"))
-        aggregate = (torch.softmax(logits, dim=-1).unsqueeze(-1) * patches).sum(dim=-2)
-        low, high = GATE_RANGE
-        gate = low + (high - low) * torch.sigmoid(self.gate(queries))
-        return (1 - gate) * queries + gate * aggregate
-
-
-class TSTARLayer(nn.Module):
-    """One mixing block (Mamba, BiMamba or NeoX transformer), followed by gated aggregation for `"mambamia"`."""
-
-    def __init__(self, dim: int, block: str, query_interval: int, num_heads: int, mamba_kwargs: dict) -> None:
-        super().__init__()
-        if block in ("transformer", "bitransformer"):
-            self.mixer = NeoXBlock(dim, num_heads=num_heads, causal=block == "transformer")
-        else:
-            self.mixer = MambaBlock(dim, mixer="mamba" if block == "mamba" else "bimamba", **mamba_kwargs)
-        self.aggregation = GatedAggregation(dim, query_interval) if block == "mambamia" else None
-
-
 @register_compressor("tstar")
 class TSTAR(Compressor):
     """TSTAR: learnable queries interleaved with patches, sequence mixing, keep the queries of sampled frames.
@@ -94,8 +57,16 @@ class TSTAR(Compressor):
         block: "mambamia" (BiMamba + gated aggregation, the paper's method), "bimamba", "mamba" (causal),
             "transformer" (causal) or "bitransformer" (GPT-NeoX-style baselines).
         per_frame: compress each frame independently (the paper's per-frame baselines).
+        mamba_version: "v1" (Mamba, Gu & Dao 2023; the paper's main results) or "v2" (Mamba-2, Dao & Gu 2024) for
+            the Mamba blocks: Table 4 ablates the two ("both versions can be seamlessly integrated").
+        gpa_placement: where `block="mambamia"` applies gated patch aggregation. "post_mixer" (default): on the
+            block's output, so the query token carried on is Eq. 3's q_new = (1 - g) q + g a, the paper's "how much
+            neighboring token information replaces the original query representation". "pre_mixer": on the block's
+            RMS-normed input before its mixer, the residual carrying the original query (the authors' public code,
+            naver-ai/mambamia's `MambaMia2Block`, there with `gpa_dropout=0.1`).
+        gpa_dropout: dropout on the query entering the aggregation weights and gate (paper: none stated).
         num_heads: attention heads of the transformer blocks.
-        d_state, d_conv, expand: Mamba sizes.
+        d_state, d_conv, expand: Mamba sizes; head_dim: Mamba-2 head size (`expand * dim` must be a multiple).
 
     Streams (`init_state` / `step_frame`, memory constant in frames) with `block="mamba"` or `per_frame=True`.
     """
@@ -107,8 +78,17 @@ class TSTAR(Compressor):
             Knob("query_interval", tokens_down),
         ),
         presets={"mambamia": {"block": "mambamia", "query_interval": 10, "frame_ratio": 1 / 3}},
-        paper_config={"dim": 1024, "query_interval": 10, "num_layers": 14, "frame_ratio": 1 / 3, "block": "mambamia"},
-        paper_source="MambaMia Sec. 4 (k = 10, s = 1/3, 100 tokens a frame), supplement (~100M parameters: 14 layers)",
+        paper_config={
+            "dim": 1024,
+            "query_interval": 10,
+            "num_layers": 14,
+            "frame_ratio": 1 / 3,
+            "block": "mambamia",
+            "mamba_version": "v1",
+            "gpa_placement": "post_mixer",
+        },
+        paper_source="MambaMia Sec. 3.3.2 (Eqs. 2-3), Sec. 4 (k = 10, s = 1/3, 100 tokens a frame; V1, Table 4), "
+        "supplement (~100M parameters: 14 layers)",
         streaming=lambda config: config["per_frame"] or config["block"] == "mamba",
     )
 
@@ -120,24 +100,36 @@ class TSTAR(Compressor):
         frame_ratio: float = 1 / 3,
         block: str = "mambamia",
         per_frame: bool = False,
+        mamba_version: str = "v1",
+        gpa_placement: str = "post_mixer",
+        gpa_dropout: float = 0.0,
         num_heads: int = 8,
         d_state: int = 16,
         d_conv: int = 4,
         expand: int = 2,
+        head_dim: int = 64,
     ) -> None:
         super().__init__(dim)
         check_choice("block", block, BLOCKS)
         check_int("query_interval", query_interval)
         check_int("num_layers", num_layers)
         check_float("frame_ratio", frame_ratio, 0, 1, include_low=False)
+        check_choice("mamba_version", mamba_version, MAMBA_VERSIONS)
+        check_choice("gpa_placement", gpa_placement, GPA_PLACEMENTS)
+        check_float("gpa_dropout", gpa_dropout, 0, 1)
         check_int("num_heads", num_heads)
+        check_int("head_dim", head_dim)
         self.query_interval, self.block, self.per_frame = query_interval, block, per_frame
         self.frame_stride = round(1 / frame_ratio)
         self.query = nn.Parameter(torch.randn(dim) * dim**-0.5)
-        mamba_kwargs = {"d_state": d_state, "d_conv": d_conv, "expand": expand}
-        self.layers = nn.ModuleList(
-            TSTARLayer(dim, block, query_interval, num_heads, mamba_kwargs) for _ in range(num_layers)
-        )
+        options = {
+            "mamba_version": mamba_version,
+            "num_heads": num_heads,
+            "mamba_kwargs": {"d_state": d_state, "d_conv": d_conv, "expand": expand, "head_dim": head_dim},
+            "gpa_placement": gpa_placement,
+            "gpa_dropout": gpa_dropout,
+        }
+        self.layers = nn.ModuleList(TSTARLayer(dim, block, query_interval, options) for _ in range(num_layers))
 
     def interleave(self, tokens: Tensor) -> Tensor:
         """`[B, T, N, D]` -> `[B, T, N + G, D]`, a query after every k patches of each frame."""
@@ -149,24 +141,12 @@ class TSTAR(Compressor):
     def mix(self, sequence: Tensor, per_frame: int, states: list | None = None) -> tuple[Tensor, list | None]:
         """Run the layers over `[B, T, N + G, D]` (time-major flattening, or per frame); returns the mixed
         sequence and, when `states` is given (causal Mamba streaming), the layers' new states."""
-        batch, frames, length, channels = sequence.shape
         _, query_positions, group_positions = query_layout(per_frame, self.query_interval)
-        query_positions, group_positions = query_positions.to(sequence.device), group_positions.to(sequence.device)
+        layout = (query_positions.to(sequence.device), group_positions.to(sequence.device))
         new_states = []
         for number, layer in enumerate(self.layers):
-            flat = sequence.reshape(batch * frames, length, channels) if self.per_frame else sequence.flatten(1, 2)
-            if states is None:
-                flat = layer.mixer(flat)
-            else:
-                out = layer.mixer.forward_with_state(flat, states[number])
-                flat = out.hidden
-                new_states.append(out.state)
-            sequence = flat.reshape(batch, frames, length, channels)
-            if layer.aggregation is not None:
-                patches = sequence[:, :, group_positions.clamp_min(0)]
-                queries = layer.aggregation(sequence[:, :, query_positions], patches, group_positions >= 0)
-                sequence = sequence.clone()
-                sequence[:, :, query_positions] = queries
+            sequence, state = layer(sequence, layout, self.per_frame, None if states is None else states[number])
+            new_states.append(state)
         return sequence, (new_states if states is not None else None)
 
     def compress(self, tokens: Tensor, timestamps: Tensor, frame_mask: Tensor) -> CompressedTokens:
