@@ -16,7 +16,6 @@ import dataclasses
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def trained_summary(config: TrainConfig) -> dict[str, Any]:
     """The summary of the run in `config.run.output_dir`: read when it finished with this config, else trained
-    (resumed when a checkpoint is there); `train_seconds` is this call's training time (0 when read)."""
+    (resumed when a checkpoint is there); `train_seconds` is the training's own wall time (the trainer's)."""
     output = Path(config.run.output_dir)
     results, saved = output / RESULTS_NAME, output / RESOLVED_CONFIG_NAME
     if saved.exists():
@@ -53,11 +52,10 @@ def trained_summary(config: TrainConfig) -> dict[str, Any]:
         if dataclasses.replace(previous, run=dataclasses.replace(previous.run, progress=config.run.progress)) != config:
             raise ValueError(f"{output} holds a run with another config: choose another --run folder")
     if results.exists():
-        return {**json.loads(results.read_text()), "train_seconds": 0.0}
-    started = time.perf_counter()
-    resume = (Path(config.run.output_dir) / "checkpoints").exists()
-    summary = Trainer(config).fit(resume=resume)
-    return {**summary, "train_seconds": round(time.perf_counter() - started, 1)}
+        summary = json.loads(results.read_text())
+    else:
+        summary = Trainer(config).fit(resume=(output / "checkpoints").exists())
+    return {**summary, "train_seconds": summary["train_seconds_this_process"]}
 
 
 def readout_scores(model: Any, config: TrainConfig, num_test: int) -> dict[str, dict[str, float]]:
