@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("vtc.train.cli", "train a video LLM from YAML configs (accelerate; resumable checkpoints)"),
     "base": ("vtc.world.base", "train, score and export the embedded benchmark's base video LLM (with its card)"),
-    "data": ("vtc.world.cli", "data tools: write the synthetic benchmark as mp4 files and annotations"),
+    "data": ("vtc.world.cli", "data tools: check a data config's splits; write the synthetic benchmark as mp4 files"),
     "features": ("vtc.encoders.cli", "encode videos once into a resumable feature cache (safetensors shards)"),
 }
 DEBUG_FLAG = "--debug"

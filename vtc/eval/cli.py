@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, help="a `vtc train` checkpoint or run folder: generate answers")
     parser.add_argument("--data", type=Path, action="append", default=[], help="data config YAML (repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    parser.add_argument("--split", choices=("val", "train"), default="val", help="split of the data config")
+    parser.add_argument("--split", choices=("val", "train", "test"), default="val", help="split of the data config")
     parser.add_argument("--out", type=Path, help="folder for predictions.jsonl and metrics.json")
     parser.add_argument("--batch-size", type=int, default=8)
 

@@ -18,7 +18,8 @@ from vtc.encoders import Blip2VisionEncoder, VisionEncoder, build_encoder
 from vtc.encoders.hf import freeze, quantization_kwargs
 from vtc.lmm.answers import time_token
 
-# STAC: LoRA r=8, alpha=32 on the T5 attention and feed-forward projections.
+# LoRA on the T5 attention and feed-forward projections: STAC gives no LoRA settings, these targets (with the
+# library's r=8, alpha=32 defaults) are our choice.
 STAC_T5_LORA_TARGETS = ("q", "k", "v", "o", "wi_0", "wi_1", "wo")
 
 

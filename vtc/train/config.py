@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from vtc.utils.checks import is_count
+from vtc.utils.checks import check_choice, is_count
 from vtc.utils.io import atomic_write_text
 
 RESOLVED_CONFIG_NAME = "config.yaml"
@@ -38,10 +38,16 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """`source` names a registered data source (`vtc.train.data.register_data_source`): `"files"` reads `train` /
-    `val` annotations with `vtc.data.load_moments` (`durations` csv for Charades-STA text, videos under
-    `video_dir`); `"synthetic"`, registered by `import vtc.world`, renders the embedded benchmark in memory from the
-    settings in `synthetic` (train seed `synthetic.seed`, validation seed `val_seed`).
+    """`source` names a registered data source (`vtc.train.data.register_data_source`): `"files"` reads the
+    `train`, `val` and `test` annotation files with `vtc.data.load_moments` (videos under `video_dir`);
+    `"synthetic"`, registered by `import vtc.world`, renders the embedded benchmark in memory from the settings in
+    `synthetic` (train seed `synthetic.seed`, validation seed `val_seed`).
+
+    Files: Charades-STA text needs a csv of video durations; `durations` serves every split unless the split has
+    its own (`train_durations`, `val_durations`, `test_durations`: Charades-STA's train and test videos are in
+    different csv files). The validation split is either its own file (`val`) or carved from the training file:
+    `val_fraction` (of the training videos) or `val_count` (videos), drawn with `val_seed`, whole videos, so that
+    no video is in both (`vtc.train.data.carve_validation`). `test` is read only for the final evaluation.
     `num_frames` frames are sampled uniformly per video (the middle frame of equal segments);
     `cache_in_memory` keeps rendered synthetic samples (each rendered once) and, where the encoder is frozen, each
     video's encoder features instead of its frames (`EncodedSamples`)."""
@@ -53,11 +59,39 @@ class DataConfig:
     val_seed: int = 1_000_003
     train: str | None = None
     val: str | None = None
+    test: str | None = None
+    val_fraction: float | None = None
+    val_count: int | None = None
     durations: str | None = None
+    train_durations: str | None = None
+    val_durations: str | None = None
+    test_durations: str | None = None
     video_dir: str | None = None
     num_frames: int = 16
     frame_size: int | None = None
     cache_in_memory: bool = False
+
+    def __post_init__(self) -> None:
+        """`ValueError` on split settings that contradict each other (ranges are in `RULES`)."""
+        carving = [name for name in ("val_fraction", "val_count") if getattr(self, name) is not None]
+        if len(carving) == 2:
+            raise ValueError("data.val_fraction and data.val_count are both set: give one share of the training videos")
+        if carving and self.val is not None:
+            raise ValueError(
+                f"data.val ({self.val!r}) and data.{carving[0]} are both set: the validation split is either its "
+                "own file or carved from data.train, not both"
+            )
+        for split in ("train", "val", "test"):
+            if getattr(self, f"{split}_durations") is not None and getattr(self, split) is None:
+                raise ValueError(
+                    f"data.{split}_durations is set but data.{split} is not: it gives the durations of that split's "
+                    "annotations (a carved validation split uses data.train_durations)"
+                )
+
+    def split_durations(self, split: str) -> str | None:
+        """The durations csv of `split` ("train", "val" or "test"): its own, else `durations`."""
+        own = getattr(self, f"{check_choice('split', split, ('train', 'val', 'test'))}_durations")
+        return self.durations if own is None else own
 
 
 @dataclass
@@ -172,6 +206,11 @@ def non_negative(value: Any) -> bool:
     return value >= 0
 
 
+def is_fraction(value: Any) -> bool:
+    """A number (not a bool) strictly between 0 and 1."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+
+
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.lr": (non_negative, ">= 0"),
     "optim.weight_decay": (non_negative, ">= 0"),
@@ -187,6 +226,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "run.log_every": (is_count, "an integer >= 1"),
     "data.num_train": (is_count, "an integer >= 1"),
     "data.num_val": (is_count, "an integer >= 1"),
+    "data.val_fraction": (is_fraction, "null or a number in (0, 1)"),
+    "data.val_count": (is_count, "null or an integer >= 1"),
     "data.num_frames": (is_count, "an integer >= 1"),
     "data.frame_size": (is_count, "null or an integer >= 1"),
 }

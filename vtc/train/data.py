@@ -4,7 +4,9 @@ frozen encoder's in-memory feature cache."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,7 +14,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from vtc.data.moment import load_moments
+from vtc.data.base import LoadReport
+from vtc.data.moment import MomentItem, load_moments
 from vtc.train.config import DataConfig, TrainConfig
 
 
@@ -44,19 +47,124 @@ class VideoFileSamples(Dataset):
         }
 
 
+SPLITS = ("train", "val", "test")
+
+
+def split_files(config: DataConfig) -> dict[str, tuple[str, str | None]]:
+    """Split name -> (annotation file, durations csv) for each split that has its own file (`train` always)."""
+    if config.train is None:
+        raise ValueError("data.source 'files' needs data.train, the training annotation file")
+    if config.val is None and config.val_fraction is None and config.val_count is None:
+        raise ValueError(
+            "data.source 'files' needs a validation split: data.val (a file), or data.val_fraction / "
+            "data.val_count to carve one from the training videos"
+        )
+    paths = {split: getattr(config, split) for split in SPLITS}
+    return {split: (path, config.split_durations(split)) for split, path in paths.items() if path is not None}
+
+
+def carve_validation(
+    items: Sequence[MomentItem], fraction: float | None, count: int | None, seed: int
+) -> tuple[list[MomentItem], list[MomentItem]]:
+    """`(train, val)` from one training split, by whole videos: `count` videos, or `round(fraction * videos)` (at
+    least 1), drawn with `seed` from the sorted video ids go to validation and the rest stay for training, so no
+    video is in both; item order is kept; no items give two empty splits. The papers name no validation split:
+    this is our protocol."""
+    videos = sorted({item.video_id for item in items})
+    if (count is None) == (fraction is None):
+        raise ValueError(
+            f"carving a validation split needs a fraction or a count of the videos, got {fraction=}, {count=}"
+        )
+    if not videos:
+        return [], []
+    wanted = count if fraction is None else max(round(fraction * len(videos)), 1)
+    if wanted >= len(videos):
+        raise ValueError(
+            f"carving {wanted} validation videos needs more than the {len(videos)} training videos: lower "
+            "data.val_fraction / data.val_count"
+        )
+    random.Random(seed).shuffle(videos)
+    held_out = set(videos[:wanted])
+    train = [item for item in items if item.video_id not in held_out]
+    return train, [item for item in items if item.video_id in held_out]
+
+
+def load_split_items(config: DataConfig) -> tuple[dict[str, list[MomentItem]], dict[str, LoadReport]]:
+    """Every split's items (the validation split carved from training when it has no file) and the load report
+    of each file read."""
+    items, reports = {}, {}
+    for split, (path, durations) in split_files(config).items():
+        items[split], reports[split] = load_moments(path, durations, config.video_dir)
+    if "val" not in items:
+        items["train"], items["val"] = carve_validation(
+            items["train"], config.val_fraction, config.val_count, config.val_seed
+        )
+    return {split: items[split] for split in SPLITS if split in items}, reports
+
+
+def file_splits(config: DataConfig) -> dict[str, VideoFileSamples]:
+    """The `files` source's splits (`train`, `val` and, when `data.test` is set, `test`), items without a video
+    file dropped; `ValueError` for a split left empty."""
+    items, reports = load_split_items(config)
+    splits = {}
+    for split, loaded in items.items():
+        usable = [item for item in loaded if item.video_path is not None]
+        if not usable:
+            report = reports.get(split, reports["train"])
+            hint = "" if config.video_dir is not None else "; data.video_dir is not set"
+            raise ValueError(f"data.{split}: no usable item ({report}){hint}")
+        splits[split] = VideoFileSamples(usable, config.num_frames, config.frame_size)
+    return splits
+
+
 def file_datasets(config: DataConfig) -> tuple[Dataset, Dataset]:
-    """The `files` source: `train` / `val` annotation files read with `load_moments`, items without a video
-    dropped."""
-    if config.train is None or config.val is None:
-        raise ValueError("data.source 'files' needs data.train and data.val annotation paths")
-    splits = []
-    for path in (config.train, config.val):
-        items, report = load_moments(path, config.durations, config.video_dir)
-        items = [item for item in items if item.video_path is not None]
-        if not items:
-            raise ValueError(f"{path}: no usable item ({report})")
-        splits.append(VideoFileSamples(items, config.num_frames, config.frame_size))
-    return splits[0], splits[1]
+    """The `files` source's train and validation datasets (`file_splits`)."""
+    splits = file_splits(config)
+    return splits["train"], splits["val"]
+
+
+CHECK_COUNTS = (
+    "read",
+    "loaded",
+    "clamped",
+    "skipped_bad_window",
+    "skipped_bad_line",
+    "missing_duration",
+    "missing_video",
+    "missing_video_ids",
+)
+
+
+def check_data(config: DataConfig) -> dict[str, Any]:
+    """What every split of a data config holds, without training. For the `files` source: each split's file and
+    durations csv, the load counts of `CHECK_COUNTS` (a carved split says `carved_from`), its items and videos, and
+    `shared_videos` between each pair of splits (0 when disjoint); `videos_checked` says whether video files were
+    looked for (`data.video_dir` set; without it nothing counts as missing). Other sources give each split's size."""
+    if config.source != "files":
+        sizes = {split: len(data) for split, data in zip(("train", "val"), build_datasets(config), strict=True)}
+        return {"source": config.source, "splits": {split: {"items": size} for split, size in sizes.items()}}
+    files = split_files(config)
+    items, reports = load_split_items(config)
+    splits: dict[str, dict[str, Any]] = {}
+    for split, loaded in items.items():
+        if split in reports:
+            counts = asdict(reports[split])
+            entry = {
+                "file": files[split][0],
+                "durations": files[split][1],
+                **{key: counts[key] for key in CHECK_COUNTS},
+            }
+        else:
+            entry = {"carved_from": "train"}
+        splits[split] = {**entry, "items": len(loaded), "videos": len({item.video_id for item in loaded})}
+    videos = {split: {item.video_id for item in loaded} for split, loaded in items.items()}
+    shared = {f"{a}/{b}": len(videos[a] & videos[b]) for a, b in itertools.combinations(videos, 2)}
+    return {
+        "source": "files",
+        "videos_checked": config.video_dir is not None,
+        "splits": splits,
+        "shared_videos": shared,
+    }
 
 
 EncoderHook = Callable[[dict[str, Any], TrainConfig], dict[str, Any]]

@@ -7,11 +7,12 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from vtc.eval.predict import predict_windows, score
 from vtc.train.checkpoint import STATE_NAME, load_model, verify_checkpoint
-from vtc.train.config import RESOLVED_CONFIG_NAME, load_train_config
-from vtc.train.data import build_datasets
+from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_train_config
+from vtc.train.data import build_datasets, file_splits
 from vtc.utils.io import atomic_write_text, write_jsonl
 
 METRICS_JSON = "metrics.json"
@@ -47,8 +48,7 @@ def evaluate_checkpoint(
             raise ValueError(f"no --data given and no run config at {run_config}")
         data_configs = [run_config]
     config = load_train_config(data_configs, overrides)
-    train, val = build_datasets(config.data)
-    dataset = val if split == "val" else train
+    dataset = split_dataset(config, split)
     model = load_model(folder / "model")
     records = predict_windows(model, dataset, range(len(dataset)), batch_size)
     metrics = score(records)
@@ -57,3 +57,17 @@ def evaluate_checkpoint(
     write_jsonl(out / PREDICTIONS_NAME, records)
     atomic_write_text(out / METRICS_JSON, json.dumps(metrics) + "\n")
     return metrics
+
+
+def split_dataset(config: TrainConfig, split: str) -> Any:
+    """The `split` ("train", "val" or "test") of a data config: the `files` source's own splits (`test` when
+    `data.test` is set), the other sources' train and validation datasets."""
+    if config.data.source == "files":
+        splits = file_splits(config.data)
+        if split not in splits:
+            raise ValueError(f"the data config has no {split!r} split (set data.{split})")
+        return splits[split]
+    if split == "test":
+        raise ValueError(f"data.source {config.data.source!r} has train and val splits only, not 'test'")
+    train, val = build_datasets(config.data)
+    return val if split == "val" else train
