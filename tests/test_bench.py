@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from vtc.bench import cost, prefill, scaling, streaming
+from vtc.bench import cost, device, prefill, scaling, scan, streaming
 from vtc.bench.measure import measure
 from vtc.compressors import create_compressor
 
@@ -146,3 +146,40 @@ def test_measured_peak_is_the_call_s_own_not_the_parent_s():
     parent_memory = torch.ones(200 * 2**20)  # 800 MB resident in this process when the child is spawned
     peak = measure("vtc.bench.cost:prepare_compressor", threads=1, **args)["peak_mb"]
     assert parent_memory[-1] == 1 and 0 <= peak < 100
+
+
+@pytest.mark.parametrize("module", [scan, scaling, prefill, streaming])
+def test_every_benchmark_takes_device_and_dtype_and_refuses_cuda_without_a_gpu(module, monkeypatch):
+    args = namespace(module)
+    assert (args.device, args.dtype) == ("cpu", "float32")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args.device = "cuda"
+    with pytest.raises(ValueError, match=r"--device cuda: torch\.cuda\.is_available\(\) is False"):
+        module.run(args)
+
+
+def test_device_and_dtype_checks():
+    assert device.torch_dtype("bfloat16") is torch.bfloat16 and device.check_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="dtype must be one of 'float32', 'float16', 'bfloat16', got 'int8'"):
+        device.torch_dtype("int8")
+    with pytest.raises(ValueError, match="device must be one of 'cpu', 'cuda', got 'tpu'"):
+        device.check_device("tpu")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_calls_run_in_that_dtype(dtype, monkeypatch):
+    """The prepared calls put the model and its inputs in `--dtype` (seen by the compressor's forward)."""
+    seen = []
+    original = torch.nn.Module.__call__
+
+    def spy(module, *inputs, **kwargs):
+        if inputs and isinstance(inputs[0], torch.Tensor):
+            seen.append(inputs[0].dtype)
+        return original(module, *inputs, **kwargs)
+
+    scaling_call = scaling.prepare("avgpool2d", 2, 16, 16, dtype=dtype)
+    stream_call = streaming.prepare_stream("none", {}, 2, 16, 16, dtype=dtype)
+    monkeypatch.setattr(torch.nn.Module, "__call__", spy)
+    scaling_call()
+    stream_call()
+    assert seen and set(seen) == {device.DTYPES[dtype]}

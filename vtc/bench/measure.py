@@ -4,6 +4,10 @@ Each measurement runs in a spawned interpreter so that its peak memory is its ow
 peak resident size during the measured call minus the resident size just before it. The peak is the process's
 `VmHWM`, reset just before the call (Linux `clear_refs`), not `ru_maxrss`: that one keeps the parent's resident size
 across the spawn's exec and would report the parent's memory, not the call's.
+
+When the prepared call uses CUDA (CUDA is initialised once it is built), each call is followed by a synchronisation
+and the peak is the GPU's (`torch.cuda.max_memory_allocated` during the call minus the allocation before it); the host
+figure is then reported as `host_peak_mb`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,15 @@ def _peak_mb() -> float:
         return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 1024
 
 
+def _reset_gpu_peak() -> float:
+    """Finish queued GPU work, restart the GPU's peak-allocation counter; the MB allocated now."""
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated() / 2**20
+
+
 def _limit_memory(limit_mb: float) -> tuple[int, int]:
     """Let this process allocate at most `limit_mb` more data memory (allocations past it fail, the process lives);
     returns the previous limits."""
@@ -56,6 +69,8 @@ def _child(
     module_name, function_name = target.split(":")
     prepare = getattr(importlib.import_module(module_name), function_name)
     call = prepare(**kwargs)  # builds models and inputs, returns the thing to time
+    cuda = torch.cuda.is_initialized()
+    gpu_before = _reset_gpu_peak() if cuda else 0.0
     before = _resident_mb()
     _reset_peak()
     previous_limits = None if memory_limit_mb is None else _limit_memory(memory_limit_mb)
@@ -64,6 +79,8 @@ def _child(
         for _ in range(repeats):
             start = time.perf_counter()
             call()
+            if cuda:
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
     except (MemoryError, RuntimeError) as error:  # an allocation past the memory limit
         failure = str(error).splitlines()[0][:200]
@@ -75,7 +92,12 @@ def _child(
     if failure is not None:
         queue.put({"seconds": float("nan"), "peak_mb": float("nan"), "error": failure})
         return
-    queue.put({"seconds": statistics.median(times), "peak_mb": max(_peak_mb() - before, 0.0)})
+    host_peak = max(_peak_mb() - before, 0.0)
+    if cuda:
+        gpu_peak = max(torch.cuda.max_memory_allocated() / 2**20 - gpu_before, 0.0)
+        queue.put({"seconds": statistics.median(times), "peak_mb": gpu_peak, "host_peak_mb": host_peak})
+        return
+    queue.put({"seconds": statistics.median(times), "peak_mb": host_peak})
 
 
 def measure(
@@ -86,7 +108,8 @@ def measure(
     memory_limit_mb: float | None = None,
     **kwargs: Any,
 ) -> dict[str, float]:
-    """Run `module:function(**kwargs)()` in a fresh process; `{"seconds", "peak_mb"}` of the returned call.
+    """Run `module:function(**kwargs)()` in a fresh process; `{"seconds", "peak_mb"}` of the returned call (and
+    `"host_peak_mb"` when it ran on CUDA, `peak_mb` then being the GPU's).
 
     `seconds` is the median of `repeats` calls. With `memory_limit_mb`, an allocation past that much new memory
     fails and the result carries an `"error"` (as it does on a timeout or a crash) instead of exhausting the machine.

@@ -10,12 +10,12 @@ compressor's own forward time as a share of the prefill time it saves (goal <= 1
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import torch
 
 from vtc.bench import format_table
 from vtc.bench.cost import compressor_inputs, median_seconds
+from vtc.bench.device import add_device_arguments, check_device, synchronized, torch_dtype
 from vtc.budget import configure
 from vtc.compressors import create_compressor, list_compressors
 
@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
+    add_device_arguments(parser)
 
 
-def build_llm(layers: int, hidden: int, device: str = "cpu") -> torch.nn.Module:
+def build_llm(layers: int, hidden: int, device: str = "cpu", dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """A random-weight Llama causal LM: `hidden / 64` heads, MLP 2.75 x hidden (Llama's ratio), 32k vocabulary."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -51,24 +51,12 @@ def build_llm(layers: int, hidden: int, device: str = "cpu") -> torch.nn.Module:
         attn_implementation="sdpa",
     )
     torch.manual_seed(0)
-    return LlamaForCausalLM(config).to(device).eval()
-
-
-def synchronized(call: Callable[[], None], device: str) -> Callable[[], None]:
-    """`call` followed by a device synchronisation, so that timing it times the work."""
-    if not device.startswith("cuda"):
-        return call
-
-    def timed() -> None:
-        call()
-        torch.cuda.synchronize(device)
-
-    return timed
+    return LlamaForCausalLM(config).to(device, dtype).eval()
 
 
 def prefill_seconds(llm: torch.nn.Module, length: int, repeats: int, device: str) -> float:
     """Median seconds of one prefill of `length` input embeddings (batch 1)."""
-    embeddings = torch.randn(1, length, llm.config.hidden_size, device=device)
+    embeddings = torch.randn(1, length, llm.config.hidden_size, device=device, dtype=llm.dtype)
 
     def call() -> None:
         with torch.no_grad():
@@ -80,8 +68,9 @@ def prefill_seconds(llm: torch.nn.Module, length: int, repeats: int, device: str
 def compressor_seconds(method: str, config: dict, args: argparse.Namespace) -> float:
     """Median seconds of the compressor's no-grad forward on one random video."""
     torch.manual_seed(0)
-    model = create_compressor(method, dim=args.dim, **config).to(args.device).eval()
-    tokens = compressor_inputs(args.frames, args.tokens_per_frame, args.dim).to(args.device)
+    dtype = torch_dtype(args.dtype)
+    model = create_compressor(method, dim=args.dim, **config).to(args.device, dtype).eval()
+    tokens = compressor_inputs(args.frames, args.tokens_per_frame, args.dim).to(args.device, dtype)
 
     def call() -> None:
         with torch.no_grad():
@@ -91,9 +80,10 @@ def compressor_seconds(method: str, config: dict, args: argparse.Namespace) -> f
 
 
 def run(args: argparse.Namespace) -> dict:
+    check_device(args.device)
     torch.set_num_threads(args.threads)
     methods = args.compressors or list_compressors()
-    llm = build_llm(args.layers, args.hidden, args.device)
+    llm = build_llm(args.layers, args.hidden, args.device, torch_dtype(args.dtype))
     full_length = args.frames * args.tokens_per_frame + args.text_tokens
     baseline = prefill_seconds(llm, full_length, args.repeats, args.device)
     prefill_by_length = {full_length: baseline}
@@ -140,6 +130,7 @@ def run(args: argparse.Namespace) -> dict:
         "budget": args.budget,
         "threads": args.threads,
         "device": args.device,
+        "dtype": args.dtype,
         "uncompressed_tokens": full_length,
         "uncompressed_prefill_s": baseline,
         "rows": rows,

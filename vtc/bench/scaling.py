@@ -3,16 +3,22 @@ batch 1) as the number of frames doubles, each size in a fresh process (`vtc.ben
 
 A method stops at the first size that fails or passes `--limit-seconds` or `--limit-mb` (recorded as "OOM/limit");
 the growth exponent (log-log slope between its two largest measured sizes) reads 1 for linear cost, 2 for quadratic.
+With `--device cuda` the peak is the GPU's allocation during the call, checked against `--limit-mb` after it.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+
+import torch
 
 from vtc.bench import format_table
+from vtc.bench.cost import compressor_inputs
+from vtc.bench.device import add_device_arguments, check_device, torch_dtype
 from vtc.bench.measure import measure
-from vtc.compressors import list_compressors
+from vtc.compressors import create_compressor, list_compressors
 from vtc.utils.figures import save_figure
 
 LIMIT = "OOM/limit"
@@ -28,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit-mb", type=float, default=6144.0, help="stop a method past this peak memory")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/bench/scaling.png", help="PNG of the log-log curves ('' for none)")
+    add_device_arguments(parser)
 
 
 def frame_counts(min_frames: int, max_frames: int) -> list[int]:
@@ -45,22 +52,47 @@ def growth_exponent(points: list[tuple[int, float]]) -> float:
     return math.log(value_b / value_a) / math.log(frames_b / frames_a)
 
 
+def prepare(
+    method: str, num_frames: int, tokens_per_frame: int, dim: int, device: str = "cpu", dtype: str = "float32"
+) -> Callable[[], None]:
+    """The call `vtc.bench.measure` times: one no-grad forward of `method` (default config, eval mode) on random
+    tokens `[1, T, N, D]` (drawn on the CPU, then moved to `device` in `dtype`)."""
+    torch.manual_seed(0)
+    model = create_compressor(method, dim=dim).eval().to(device, torch_dtype(dtype))
+    tokens = compressor_inputs(num_frames, tokens_per_frame, dim).to(device, torch_dtype(dtype))
+
+    def call() -> None:
+        with torch.no_grad():
+            model(tokens)
+
+    return call
+
+
 def scale_compressor(
-    method: str, frames: list[int], tokens_per_frame: int, dim: int, limit_seconds: float, limit_mb: float, threads: int
+    method: str,
+    frames: list[int],
+    tokens_per_frame: int,
+    dim: int,
+    limit_seconds: float,
+    limit_mb: float,
+    threads: int,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> list[dict]:
     """One row per size of `frames` until the first that fails or passes a limit (that row has status LIMIT)."""
     rows = []
     for num_frames in frames:
         result = measure(
-            "vtc.bench.cost:prepare_compressor",
+            "vtc.bench.scaling:prepare",
             threads=threads,
             timeout=3 * limit_seconds + 120,  # also covers start-up and building the inputs
-            memory_limit_mb=limit_mb,
+            memory_limit_mb=limit_mb if device == "cpu" else None,  # a host limit; on CUDA the GPU peak is checked
             method=method,
-            config={},
             num_frames=num_frames,
             tokens_per_frame=tokens_per_frame,
             dim=dim,
+            device=device,
+            dtype=dtype,
         )
         over = "error" in result or result["seconds"] > limit_seconds or result["peak_mb"] > limit_mb
         rows.append(
@@ -134,13 +166,13 @@ def plot(rows: list[dict], methods: list[str], path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
+    device = check_device(args.device)
     methods = args.compressors or list_compressors()
     frames = frame_counts(args.min_frames, args.max_frames)
     rows = []
     for method in methods:
-        rows += scale_compressor(
-            method, frames, args.tokens_per_frame, args.dim, args.limit_seconds, args.limit_mb, args.threads
-        )
+        limits = (args.limit_seconds, args.limit_mb, args.threads)
+        rows += scale_compressor(method, frames, args.tokens_per_frame, args.dim, *limits, device, args.dtype)
         if not args.json:
             last = rows[-1]
             print(f"{method}: up to {last['frames']} frames, {last['seconds']:.3g} s, {last['status']}", flush=True)
@@ -150,6 +182,8 @@ def run(args: argparse.Namespace) -> dict:
         "dim": args.dim,
         "tokens_per_frame": args.tokens_per_frame,
         "threads": args.threads,
+        "device": device,
+        "dtype": args.dtype,
         "limit_seconds": args.limit_seconds,
         "limit_mb": args.limit_mb,
         "rows": rows,

@@ -1,7 +1,12 @@
 """`vtc bench scan`: our Mamba mixer (chunked scan) against transformers' MambaMixer torch path, mambapy's parallel
 scan, and our own sequential reference loop, at the sizes of the foundation issue (batch 2, hidden 256, expand 2,
 state 16, fp32). `vtc-no-scan` is our mixer with the selective scan left out: the floor that no scan algorithm can go
-below, since the projections, convolution and activations around the scan are the same work in every implementation."""
+below, since the projections, convolution and activations around the scan are the same work in every implementation.
+
+`vtc` is the mixer with `backend="auto"` (the chunked scan on a CPU; on CUDA with `mamba_ssm`, its fused kernels),
+`vtc-chunked` the same mixer held to the pure-PyTorch path; with `--device cuda` the table adds `vtc` against
+`vtc-chunked`, and `--parity` compares the two on the same inputs (max abs difference of outputs and input grads).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vtc.bench import format_table
+from vtc.bench.device import add_device_arguments, check_device, torch_dtype
 from vtc.bench.measure import measure
+from vtc.ssm import dispatch
 from vtc.ssm import mamba as mamba_module
 
-IMPLEMENTATIONS = ("vtc", "vtc-reference", "vtc-no-scan", "transformers", "mambapy")
+IMPLEMENTATIONS = ("vtc", "vtc-chunked", "vtc-reference", "vtc-no-scan", "transformers", "mambapy")
+BACKEND_OF = {"vtc": "auto", "vtc-reference": "reference"}  # every other vtc implementation: "chunked"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-reference", action="store_true", help="leave out the sequential loop (minutes at L=2048)"
     )
+    parser.add_argument(
+        "--parity", action="store_true", help="only compare the fused CUDA path with the chunked one (max abs diff)"
+    )
+    add_device_arguments(parser)
 
 
 def build(implementation: str, hidden: int, state: int) -> torch.nn.Module:
@@ -36,9 +48,7 @@ def build(implementation: str, hidden: int, state: int) -> torch.nn.Module:
     from vtc.ssm import Mamba
 
     torch.manual_seed(0)
-    ours = Mamba(
-        hidden, d_state=state, expand=2, backend="reference" if implementation == "vtc-reference" else "chunked"
-    )
+    ours = Mamba(hidden, d_state=state, expand=2, backend=BACKEND_OF.get(implementation, "chunked"))
     if implementation == "vtc-no-scan":
         return MixerWithoutScan(ours)
     if implementation.startswith("vtc"):
@@ -79,12 +89,22 @@ class MixerWithoutScan(nn.Module):
             return self.mixer(hidden_states)
 
 
-def prepare(implementation: str, mode: str, length: int, batch: int, hidden: int, state: int) -> Callable[[], None]:
-    """The call to time: forward under no_grad (`mode="forward"`) or forward + backward of a sum."""
-    mixer = build(implementation, hidden, state)
-    warm_up = torch.randn(batch, 64, hidden, requires_grad=mode != "forward")
+def prepare(
+    implementation: str,
+    mode: str,
+    length: int,
+    batch: int,
+    hidden: int,
+    state: int,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> Callable[[], None]:
+    """The call to time: forward under no_grad (`mode="forward"`) or forward + backward of a sum, on `device` in
+    `dtype` (inputs drawn on the CPU, so every device sees the same numbers)."""
+    mixer = build(implementation, hidden, state).to(device, torch_dtype(dtype))
+    warm_up = torch.randn(batch, 64, hidden, device=device, dtype=torch_dtype(dtype), requires_grad=mode != "forward")
     mixer(warm_up).sum().backward() if mode != "forward" else mixer(warm_up)
-    x = torch.randn(batch, length, hidden, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(batch, length, hidden, generator=torch.Generator().manual_seed(1)).to(device, torch_dtype(dtype))
     if mode == "forward":
         mixer.eval()
 
@@ -101,8 +121,36 @@ def prepare(implementation: str, mode: str, length: int, batch: int, hidden: int
     return call
 
 
-def cases(quick: bool, skip_reference: bool = False) -> list[tuple[str, int, str, str]]:
-    """(mode, length, ours, baseline) pairs the issue asks for."""
+def parity(length: int, batch: int, hidden: int, state: int, device: str, dtype: str) -> dict:
+    """Max abs difference between `vtc` (fused kernels) and `vtc-chunked` on the same weights and inputs: of the
+    outputs and of the input gradients, with the output scale they compare to."""
+    kernels = dispatch.available_kernels()
+    if dispatch.scan_backend("auto", device, kernels, has_state=False) != "cuda":
+        raise ValueError(
+            f"--parity compares mamba_ssm's fused scan with the chunked one; on {device!r} (fused kernels importable: "
+            f"{sorted(kernels) or 'none'}) there is no fused scan (needs --device cuda and pip install vtc[cuda])"
+        )
+    x = torch.randn(batch, length, hidden, generator=torch.Generator().manual_seed(1))
+    results = {}
+    for implementation in ("vtc", "vtc-chunked"):
+        inputs = x.to(device, torch_dtype(dtype)).requires_grad_(True)
+        output = build(implementation, hidden, state).to(device, torch_dtype(dtype))(inputs)
+        output.float().sum().backward()
+        results[implementation] = (output.detach().float(), inputs.grad.float())
+    (fused_y, fused_grad), (chunked_y, chunked_grad) = results["vtc"], results["vtc-chunked"]
+    return {
+        "length": length,
+        "dtype": dtype,
+        "kernels": sorted(kernels),
+        "max_abs_diff": float((fused_y - chunked_y).abs().max()),
+        "max_abs_output": float(chunked_y.abs().max()),
+        "grad_max_abs_diff": float((fused_grad - chunked_grad).abs().max()),
+        "max_abs_grad": float(chunked_grad.abs().max()),
+    }
+
+
+def cases(quick: bool, skip_reference: bool = False, device: str = "cpu") -> list[tuple[str, int, str, str]]:
+    """(mode, length, ours, baseline) pairs the issue asks for; on CUDA also the fused path against the chunked."""
     long, short = (1024, 256) if quick else (8192, 2048)
     pairs = [
         ("forward", long, "vtc", "transformers"),
@@ -112,16 +160,33 @@ def cases(quick: bool, skip_reference: bool = False) -> list[tuple[str, int, str
         ("forward", short, "vtc", "transformers"),
         ("forward+backward", short, "vtc", "mambapy"),
     ]
+    if device == "cuda":
+        pairs += [("forward", long, "vtc", "vtc-chunked"), ("forward+backward", long, "vtc", "vtc-chunked")]
     return [pair for pair in pairs if not (skip_reference and pair[3] == "vtc-reference")]
 
 
 def run(args: argparse.Namespace) -> dict:
+    device = check_device(args.device)
     sizes = {"batch": args.batch, "hidden": args.hidden, "state": args.state}
+    torch.set_num_threads(args.threads)
+    long = 1024 if args.quick else 8192
+    checks = [parity(long, **sizes, device=device, dtype=args.dtype)] if args.parity or device == "cuda" else []
+    if not args.json and checks:
+        print(format_table(checks, list(checks[0])), flush=True)
+    if args.parity:
+        return {"benchmark": "scan", "device": device, "dtype": args.dtype, **sizes, "parity": checks}
+    settings = {"device": device, "dtype": args.dtype, **sizes}
     rows = []
-    for mode, length, ours, baseline in cases(args.quick, args.skip_reference):
+    for mode, length, ours, baseline in cases(args.quick, args.skip_reference, device):
         results = {
             name: measure(
-                "vtc.bench.scan:prepare", threads=args.threads, implementation=name, mode=mode, length=length, **sizes
+                "vtc.bench.scan:prepare",
+                threads=args.threads,
+                repeats=3 if device == "cuda" else 1,
+                implementation=name,
+                mode=mode,
+                length=length,
+                **settings,
             )
             for name in (ours, baseline)
         }
@@ -141,7 +206,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         if not args.json:
             print(format_table(rows[-1:], list(rows[-1])), flush=True)
-    result = {"benchmark": "scan", "threads": args.threads, **sizes, "rows": rows}
+    result = {"benchmark": "scan", "threads": args.threads, **settings, "rows": rows, "parity": checks}
     if not args.json:
         print()
         print(format_table(rows, list(rows[0])))

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from vtc.bench import format_table
+from vtc.bench.device import add_device_arguments, check_device, torch_dtype
 from vtc.bench.measure import measure
 from vtc.compressors import create_compressor, list_compressors
 
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokens-per-frame", type=int, default=100)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=1)
+    add_device_arguments(parser)
 
 
 def streaming_configs(methods: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -50,24 +52,32 @@ def streaming_configs(methods: list[str] | None = None) -> dict[str, dict[str, A
 
 
 def prepare_stream(
-    method: str, config: dict[str, Any], num_frames: int, tokens_per_frame: int, dim: int
+    method: str,
+    config: dict[str, Any],
+    num_frames: int,
+    tokens_per_frame: int,
+    dim: int,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> Callable[[], None]:
-    """The call `vtc.bench.measure` times: `num_frames` frames made and compressed one at a time, outputs dropped."""
+    """The call `vtc.bench.measure` times: `num_frames` frames `[1, N, D]` made (on the CPU, then moved to `device`
+    in `dtype`) and compressed one at a time, outputs dropped."""
     torch.manual_seed(0)
-    model = create_compressor(method, dim=dim, **config).eval()
+    model = create_compressor(method, dim=dim, **config).eval().to(device, torch_dtype(dtype))
     generator = torch.Generator().manual_seed(0)
 
     def call() -> None:
         with torch.no_grad():
-            state = model.init_state(1)
+            state = model.init_state(1, torch.device(device))
             for index in range(num_frames):
-                frame = torch.randn(1, tokens_per_frame, dim, generator=generator)
-                _, state = model.step_frame(frame, torch.tensor([float(index)]), state)
+                frame = torch.randn(1, tokens_per_frame, dim, generator=generator).to(device, torch_dtype(dtype))
+                _, state = model.step_frame(frame, torch.tensor([float(index)], device=device), state)
 
     return call
 
 
 def run(args: argparse.Namespace) -> dict:
+    device = check_device(args.device)
     configs = streaming_configs(args.compressors)
     columns = ["compressor", *(f"peak_mb_{frames}" for frames in args.frames), "growth_mb", "growth", "flat"]
     rows = []
@@ -82,6 +92,8 @@ def run(args: argparse.Namespace) -> dict:
                 num_frames=num_frames,
                 tokens_per_frame=args.tokens_per_frame,
                 dim=args.dim,
+                device=device,
+                dtype=args.dtype,
             )
             row[f"peak_mb_{num_frames}"] = result["peak_mb"]
             row[f"seconds_{num_frames}"] = result["seconds"]
@@ -97,6 +109,8 @@ def run(args: argparse.Namespace) -> dict:
         "tokens_per_frame": args.tokens_per_frame,
         "dim": args.dim,
         "threads": args.threads,
+        "device": device,
+        "dtype": args.dtype,
         "frames": args.frames,
         "rows": rows,
     }

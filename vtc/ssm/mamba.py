@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vtc.ssm import dispatch
 from vtc.ssm.scan import selective_scan, ssd_scan
 from vtc.utils.checks import check_float, check_int
 
@@ -57,6 +58,21 @@ def _causal_conv(x: Tensor, conv: nn.Conv1d, previous: Tensor) -> tuple[Tensor, 
     return out, padded[..., padded.shape[-1] - previous.shape[-1] :]
 
 
+def _conv_silu(x: Tensor, conv: nn.Conv1d, previous: Tensor | None, backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """`silu(causal conv)` of `x [B, C, L]` after `previous [B, C, k-1]` inputs (zeros when None, a fresh state)
+    -> `([B, C, L], new tail [B, C, k-1])`; a fresh state on CUDA runs `causal_conv1d_fn` where it imports and
+    `backend` allows it (`vtc.ssm.dispatch.use_conv_kernel`)."""
+    fresh = previous is None
+    width = conv.kernel_size[0] - 1
+    if dispatch.use_conv_kernel(backend, x.device.type, dispatch.available_kernels(), not fresh):
+        tail = F.pad(x, (width, 0))[..., x.shape[-1] :]
+        # a contiguous [B, C, L]: the kernel's channel-last path (a slice of in_proj's output) needs C % 8 == 0
+        out = dispatch.kernel("causal_conv1d")(x.contiguous(), conv.weight.squeeze(1), conv.bias, activation="silu")
+        return out, tail
+    out, tail = _causal_conv(x, conv, x.new_zeros(*x.shape[:2], width) if fresh else previous)
+    return F.silu(out), tail
+
+
 def _init_dt_bias(size: int, dt_min: float, dt_max: float, dt_floor: float) -> Tensor:
     """Bias whose softplus is log-uniform in [dt_min, dt_max] (Mamba's dt initialisation)."""
     dt = torch.exp(torch.rand(size) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_floor)
@@ -92,7 +108,7 @@ def _ssm_parameters(d_inner: int, d_state: int, d_conv: int, dt_rank: int, conv_
 def _selective_ssm(
     x: Tensor,
     z: Tensor,
-    state: MambaState,
+    state: MambaState | None,
     conv1d: nn.Conv1d,
     x_proj: nn.Linear,
     dt_proj: nn.Linear,
@@ -102,11 +118,11 @@ def _selective_ssm(
 ) -> tuple[Tensor, MambaState, Tensor]:
     """Mamba-1 after `in_proj`: conv1d -> SiLU -> x_proj -> dt_proj -> selective scan, gated by `z`.
 
-    `x, z [B, d_inner, L]` -> `(y [B, d_inner, L], new state, delta [B, L, d_inner])`.
+    `x, z [B, d_inner, L]` -> `(y [B, d_inner, L], new state, delta [B, L, d_inner])`. `state` None is a fresh
+    (zero) state, which lets `backend="auto"` take the fused kernels on CUDA (`vtc.ssm.dispatch`).
     """
     d_state = A_log.shape[1]
-    x, conv_tail = _causal_conv(x, conv1d, state.conv)
-    x = F.silu(x)
+    x, conv_tail = _conv_silu(x, conv1d, None if state is None else state.conv, backend)
     dt, B, C = x_proj(x.transpose(1, 2)).split([dt_proj.in_features, d_state, d_state], dim=-1)
     delta = F.softplus(dt @ dt_proj.weight.T + dt_proj.bias)  # [B, L, d_inner], computed once
     y, ssm_state = selective_scan(
@@ -118,10 +134,42 @@ def _selective_ssm(
         D=D.float(),
         z=z,
         return_last_state=True,
-        initial_state=state.ssm,
+        initial_state=None if state is None else state.ssm,
         backend=backend,
     )
     return y, MambaState(conv_tail, ssm_state), delta
+
+
+def _selective_step(
+    x: Tensor,
+    z: Tensor,
+    state: MambaState,
+    conv1d: nn.Conv1d,
+    x_proj: nn.Linear,
+    dt_proj: nn.Linear,
+    A_log: Tensor,
+    D: Tensor,
+) -> tuple[Tensor, MambaState]:
+    """One Mamba-1 step after `in_proj` with `selective_state_update` (eqs. 2a-2b for one token, fused):
+    `x, z [B, d_inner]` -> `(y [B, d_inner], new state)`; `state` is not modified."""
+    window = torch.cat([state.conv.to(x.dtype), x.unsqueeze(-1)], dim=-1)  # [B, d_inner, k]
+    x = (window * conv1d.weight.squeeze(1)).sum(-1)
+    x = F.silu(x if conv1d.bias is None else x + conv1d.bias)
+    dt, B, C = x_proj(x).split([dt_proj.in_features, A_log.shape[1], A_log.shape[1]], dim=-1)
+    ssm = state.ssm.clone()  # the kernel updates its state in place
+    y = dispatch.kernel("state_update")(
+        ssm,
+        x,
+        dt @ dt_proj.weight.T,
+        -torch.exp(A_log.float()),
+        B,
+        C,
+        D.float(),
+        z=z,
+        dt_bias=dt_proj.bias,
+        dt_softplus=True,
+    )
+    return y, MambaState(window[..., 1:], ssm)
 
 
 class Mamba(nn.Module):
@@ -176,9 +224,9 @@ class Mamba(nn.Module):
         )
 
     def forward_with_state(self, hidden_states: Tensor, state: MambaState | None = None) -> MixerOutput:
-        """`[B, L, d_model]` continuing from `state` (zeros when None) -> output, new state, delta `[B, L, d_inner]`."""
+        """`[B, L, d_model]` continuing from `state` (a fresh zero state when None, which the fused CUDA kernels
+        take) -> output, new state, delta `[B, L, d_inner]`."""
         _check_sequence(hidden_states, self.d_model)
-        state = state or self.init_state(hidden_states.shape[0], hidden_states.device)
         x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
         y, state, delta = _selective_ssm(
             x, z, state, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, self.backend
@@ -190,9 +238,14 @@ class Mamba(nn.Module):
         return self.forward_with_state(hidden_states).hidden
 
     def step(self, hidden_state: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
-        """One recurrent step: `[B, d_model]` -> `([B, d_model], new state)`; memory does not grow with steps."""
-        out = self.forward_with_state(hidden_state.unsqueeze(1), state)
-        return out.hidden.squeeze(1), out.state
+        """One recurrent step: `[B, d_model]` -> `([B, d_model], new state)`; memory does not grow with steps.
+        On CUDA with `mamba_ssm`, the fused `selective_state_update` (`vtc.ssm.dispatch.use_step_kernel`)."""
+        if not dispatch.use_step_kernel(self.backend, hidden_state.device.type, dispatch.available_kernels()):
+            out = self.forward_with_state(hidden_state.unsqueeze(1), state)
+            return out.hidden.squeeze(1), out.state
+        x, z = self.in_proj(hidden_state).chunk(2, dim=-1)
+        y, state = _selective_step(x, z, state, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+        return self.out_proj(y), state
 
 
 class BiMamba(Mamba):
@@ -220,15 +273,14 @@ class BiMamba(Mamba):
         if state is not None:
             raise ValueError("BiMamba sees the future of the sequence and cannot continue from a state")
         _check_sequence(hidden_states, self.d_model)
-        zero = self.init_state(hidden_states.shape[0], hidden_states.device)
         x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
         y, forward_state, delta = _selective_ssm(
-            x, z, zero, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, self.backend
+            x, z, None, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, self.backend
         )
         y_b, _, delta_b = _selective_ssm(
             x.flip(-1),
             z.flip(-1),
-            zero,
+            None,
             self.conv1d_b,
             self.x_proj_b,
             self.dt_proj_b,
@@ -318,16 +370,14 @@ class Mamba2(nn.Module):
         )
 
     def forward_with_state(self, hidden_states: Tensor, state: MambaState | None = None) -> MixerOutput:
-        """`[B, L, d_model]` continuing from `state` -> output, new state, delta `[B, L, heads]`."""
+        """`[B, L, d_model]` continuing from `state` (a fresh zero state when None) -> output, new state, delta
+        `[B, L, heads]`. On CUDA the scan is `mamba_ssm`'s SSD kernel, and a fresh state's conv `causal_conv1d_fn`."""
         _check_sequence(hidden_states, self.d_model)
         batch, length, _ = hidden_states.shape
-        state = state or self.init_state(batch, hidden_states.device)
         gate, xBC, dt = self.in_proj(hidden_states).split([self.d_inner, self.conv_dim, self.num_heads], dim=-1)
-        xBC, conv_tail = _causal_conv(xBC.transpose(1, 2), self.conv1d, state.conv)
-        x, B, C = (
-            F.silu(xBC)
-            .transpose(1, 2)
-            .split([self.d_inner, self.n_groups * self.d_state, self.n_groups * self.d_state], dim=-1)
+        xBC, conv_tail = _conv_silu(xBC.transpose(1, 2), self.conv1d, None if state is None else state.conv)
+        x, B, C = xBC.transpose(1, 2).split(
+            [self.d_inner, self.n_groups * self.d_state, self.n_groups * self.d_state], dim=-1
         )
         delta = F.softplus(dt + self.dt_bias).clamp(*self.dt_limit)
         y, ssm_state = ssd_scan(
@@ -338,7 +388,7 @@ class Mamba2(nn.Module):
             C.reshape(batch, length, self.n_groups, self.d_state),
             chunk_size=self.chunk_size,
             D=self.D,
-            initial_state=state.ssm,
+            initial_state=None if state is None else state.ssm,
             return_last_state=True,
         )
         y = self.norm(y.reshape(batch, length, self.d_inner), gate)

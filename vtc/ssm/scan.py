@@ -11,7 +11,10 @@ Backends of `selective_scan`:
   `exp(-cumsum(delta A))` inside a chunk; chunks are shortened wherever the decay within one would exceed
   `exp(-MAX_CHUNK_DECAY)`, so the result is exact (to fp32) for any decay and any length.
 - `"cuda"`: `mamba_ssm.ops.selective_scan_interface.selective_scan_fn`, when importable and inputs are on CUDA.
-- `"auto"`: `"cuda"` where possible (and no `initial_state` is given, which the kernel does not take), else `"chunked"`.
+- `"auto"`: `"cuda"` where possible (and no `initial_state` is given, which the kernel does not take), else `"chunked"`
+  (the decision: `vtc.ssm.dispatch.scan_backend`).
+
+`ssd_scan` runs `mamba_ssm`'s `mamba_chunk_scan_combined` under the same conditions (`vtc.ssm.dispatch.ssd_backend`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BACKENDS = ("auto", "reference", "chunked", "cuda")
+from vtc.ssm import dispatch
+
 CHUNK_SIZE = 64
 # Elements of one chunk's working tensors [batch, dim, state, chunk]: larger problems run in tiles of batch rows and
 # channels (the scan is independent across both), which bounds memory and keeps the working set in cache.
@@ -56,16 +60,15 @@ def selective_scan(
         delta_bias: optional `[dim]` added to delta; `delta_softplus` applies softplus after it.
         return_last_state: also return the final state `[batch, dim, state]`.
         initial_state: optional `[batch, dim, state]` state before the first step (not in `mamba_ssm`'s API).
-        backend: one of `BACKENDS`.
+        backend: one of `vtc.ssm.BACKENDS`.
 
     Returns:
         `out [batch, dim, length]` in u's dtype, and `last_state [batch, dim, state]` (fp32) if asked.
     """
     batch, dim, _ = _check_scan_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state)
-    backend = _resolve_backend(backend, u, initial_state)
+    backend = dispatch.scan_backend(backend, u.device.type, dispatch.available_kernels(), initial_state is not None)
     if backend == "cuda":
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-
+        selective_scan_fn = dispatch.kernel("selective_scan")
         return selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
     dtype = u.dtype
@@ -103,25 +106,9 @@ def _scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, s
     return torch.stack(outputs, dim=-1), state
 
 
-def _resolve_backend(backend: str, u: Tensor, initial_state: Tensor | None) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        return "cuda" if u.is_cuda and initial_state is None and cuda_kernel_available() else "chunked"
-    if backend == "cuda" and not (u.is_cuda and cuda_kernel_available()):
-        raise RuntimeError("backend='cuda' needs mamba_ssm installed (pip install vtc[cuda]) and CUDA tensors")
-    if backend == "cuda" and initial_state is not None:
-        raise ValueError("mamba_ssm's selective_scan_fn takes no initial_state; use backend='chunked'")
-    return backend
-
-
 def cuda_kernel_available() -> bool:
     """True when `mamba_ssm`'s fused selective-scan kernel imports."""
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
-    except Exception:
-        return False
-    return True
+    return dispatch.kernel("selective_scan") is not None
 
 
 def _check_scan_shapes(u, delta, A, B, C, D, z, delta_bias, initial_state) -> tuple[int, int, int]:
@@ -388,6 +375,7 @@ def ssd_scan(
     D: Tensor | None = None,
     initial_state: Tensor | None = None,
     return_last_state: bool = False,
+    backend: str = "auto",
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Mamba-2 state-space duality scan, chunked (Dao & Gu 2024, Section 6 / Listing 1), scalar A per head.
 
@@ -401,6 +389,8 @@ def ssd_scan(
         B, C: `[batch, length, groups, state]`, heads split evenly into groups.
         D: optional `[heads]` or `[heads, head_dim]` skip.
         initial_state: optional `[batch, heads, head_dim, state]`.
+        backend: "chunked" (this PyTorch code), "cuda" (`mamba_ssm`'s `mamba_chunk_scan_combined`) or "auto" (the
+            kernel on CUDA tensors where it imports).
 
     Returns:
         `y [batch, length, heads, head_dim]` (x's dtype) and, if asked, the last state
@@ -410,6 +400,10 @@ def ssd_scan(
     groups, state = B.shape[2], B.shape[3]
     if heads % groups:
         raise ValueError(f"{groups} groups do not divide {heads} heads")
+    if dispatch.ssd_backend(backend, x.device.type, dispatch.available_kernels()) == "cuda":
+        return dispatch.kernel("ssd")(
+            x, dt, A, B, C, chunk_size, D=D, initial_states=initial_state, return_final_states=return_last_state
+        )
     dtype = x.dtype
     padding = (-length) % chunk_size
     chunks = (length + padding) // chunk_size
