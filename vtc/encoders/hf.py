@@ -3,102 +3,33 @@
 Weights are read with `from_pretrained(path, local_files_only=True)`, never from a hub id. Frames are resized
 and normalised in torch with the folder's image-processor settings when present, and
 encoded in chunks of `chunk_size` frames so memory stays bounded for long videos. `tome_r > 0` applies Token
-Merging inside the tower (`vtc.encoders.patch`), so each frame gives fewer patch tokens. `attention=True` (CLIP,
+Merging inside the tower (`vtc.encoders.patch`), so each frame gives fewer patch tokens; `tokenlearner: {layer,
+num_tokens}` inserts a trainable TokenLearner after that layer (`vtc.encoders.patch.tokenlearner`), the only part of
+the tower that trains (with the model config's `encoder_trainable: true`). `attention=True` (CLIP,
 SigLIP, BLIP-2 patches) switches the tower to eager attention and lets `encode_with_attention` also return the
 attention each patch token received in the layer whose tokens are returned (VisionZip's dominant-token score).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vtc.compressors.tome import tokens_after_merging
 from vtc.encoders.base import VisionEncoder
+from vtc.encoders.images import (
+    CLIP_MEAN,
+    CLIP_STD,
+    HALF,
+    ImageSettings,
+    check_frames,
+    preprocess_frames,
+    read_image_settings,
+)
 from vtc.encoders.patch import patch_vision_tower
-
-PREPROCESSOR_NAME = "preprocessor_config.json"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-HALF = (0.5, 0.5, 0.5)
-
-
-@dataclass(frozen=True)
-class ImageSettings:
-    """Resize target and normalisation of an image processor.
-
-    With `center_crop` (CLIP), frames are resized so their shorter side is `size`'s and then centre-cropped to
-    `size`, keeping the aspect ratio; otherwise they are resized to `size` directly (BLIP-2, SigLIP).
-    """
-
-    size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    rescale_factor: float = 1 / 255
-    center_crop: bool = False
-
-
-def read_image_settings(
-    path: str | os.PathLike, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]
-) -> ImageSettings:
-    """Image settings from `path/preprocessor_config.json`, falling back to `image_size`, `mean` and `std`.
-
-    `size` may be `{"height", "width"}`, `{"shortest_edge"}` or an int; with `do_center_crop`, `crop_size` is the
-    output size.
-    """
-    file = Path(path) / PREPROCESSOR_NAME
-    saved: dict[str, Any] = json.loads(file.read_text()) if file.exists() else {}
-    center_crop = bool(saved.get("do_center_crop")) and "crop_size" in saved
-    size = saved["crop_size"] if center_crop else saved.get("size", image_size)
-    if isinstance(size, dict):
-        edge = size.get("shortest_edge", image_size)
-        size = (size.get("height", edge), size.get("width", edge))
-    elif isinstance(size, int):
-        size = (size, size)
-    return ImageSettings(
-        size=(int(size[0]), int(size[1])),
-        mean=tuple(saved.get("image_mean", mean)),
-        std=tuple(saved.get("image_std", std)),
-        rescale_factor=float(saved.get("rescale_factor", 1 / 255)),
-        center_crop=center_crop,
-    )
-
-
-def check_frames(frames: Tensor) -> None:
-    """Raise `ValueError` unless `frames` is a non-empty uint8 `[T, H, W, 3]` tensor."""
-    if not isinstance(frames, Tensor):
-        raise TypeError(f"frames must be a uint8 torch.Tensor [T, H, W, 3], got {type(frames).__name__}")
-    if frames.dim() != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be [T, H, W, 3], got shape {tuple(frames.shape)}")
-    if frames.dtype != torch.uint8:
-        raise ValueError(f"frames must be uint8 RGB, got {frames.dtype}")
-    if frames.shape[0] == 0 or frames.shape[1] == 0 or frames.shape[2] == 0:
-        raise ValueError(f"frames must be non-empty [T>0, H>0, W>0, 3], got shape {tuple(frames.shape)}")
-
-
-def preprocess_frames(frames: Tensor, settings: ImageSettings, dtype: torch.dtype = torch.float32) -> Tensor:
-    """uint8 `[T, H, W, 3]` -> normalised `[T, 3, h, w]` (bicubic antialiased resize, optional centre crop)."""
-    pixels = frames.permute(0, 3, 1, 2).float()
-    height, width = settings.size
-    resized = settings.size
-    if settings.center_crop:
-        scale = max(height / pixels.shape[-2], width / pixels.shape[-1])
-        resized = (max(height, round(pixels.shape[-2] * scale)), max(width, round(pixels.shape[-1] * scale)))
-    if tuple(pixels.shape[-2:]) != resized:
-        pixels = F.interpolate(pixels, size=resized, mode="bicubic", antialias=True, align_corners=False)
-        pixels = pixels.clamp(0, 255)
-    top, left = (resized[0] - height) // 2, (resized[1] - width) // 2
-    pixels = pixels[..., top : top + height, left : left + width]
-    mean = torch.tensor(settings.mean, device=pixels.device).view(1, 3, 1, 1)
-    std = torch.tensor(settings.std, device=pixels.device).view(1, 3, 1, 1)
-    return ((pixels * settings.rescale_factor - mean) / std).to(dtype)
+from vtc.encoders.patch.tokenlearner import insert_tokenlearner, learners, tokenlearner_options, tokens_per_layer
 
 
 def quantization_kwargs(load_in_4bit: bool) -> dict[str, Any]:
@@ -120,12 +51,23 @@ def quantization_kwargs(load_in_4bit: bool) -> dict[str, Any]:
     return {"quantization_config": config, "device_map": {"": 0 if torch.cuda.is_available() else "cpu"}}
 
 
-def patch_tokens(settings: ImageSettings, vision_config: Any, tome_r: int = 0, merged_layers: int | None = None) -> int:
-    """Patch tokens per frame of a ViT with `vision_config` on frames of `settings.size`, after ToMe merged `tome_r` of
-    them in each of `merged_layers` layers (all of them when None)."""
-    patches = (settings.size[0] // vision_config.patch_size) * (settings.size[1] // vision_config.patch_size)
-    layers = vision_config.num_hidden_layers if merged_layers is None else merged_layers
-    return tokens_after_merging(patches, tome_r, layers)
+def patch_grid(settings: ImageSettings, vision_config: Any) -> tuple[int, int]:
+    """`(rows, cols)` of the patch grid of a ViT with `vision_config` on frames of `settings.size`."""
+    return settings.size[0] // vision_config.patch_size, settings.size[1] // vision_config.patch_size
+
+
+def patch_tokens(
+    settings: ImageSettings,
+    vision_config: Any,
+    tome_r: int = 0,
+    merged_layers: int | None = None,
+    tokenlearner: dict[str, Any] | None = None,
+) -> int:
+    """Patch tokens per frame of a ViT with `vision_config` on frames of `settings.size` after `merged_layers` layers
+    (all of them when None), with ToMe merging `tome_r` in each and an optional in-ViT TokenLearner."""
+    rows, cols = patch_grid(settings, vision_config)
+    counts = tokens_per_layer(rows * cols, vision_config.num_hidden_layers, tome_r, tokenlearner_options(tokenlearner))
+    return counts[vision_config.num_hidden_layers if merged_layers is None else merged_layers]
 
 
 def class_token_attention(attention: Tensor) -> Tensor:
@@ -150,9 +92,10 @@ class HFVisionEncoder(VisionEncoder):
     """A frozen vision tower: frames are preprocessed in torch and encoded `chunk_size` at a time.
 
     With `tome_r > 0` the `tower` is patched in place with Token Merging (`tome_r` tokens merged in each layer); the
-    subclass passes the `tokens_per_frame` that the patched tower gives (see `patch_tokens`). With `attention` the
-    tower runs eager attention (sdpa returns no weights), so `encode_with_attention` works. Subclasses implement
-    `tower_outputs`.
+    subclass passes the `tokens_per_frame` that the patched tower gives (see `patch_tokens`); so does a `tokenlearner`
+    inserted after a layer, whose parameters are the only ones `requires_grad_` turns on (`supports_training` is then
+    True). With `attention` the tower runs eager attention (sdpa returns no weights), so `encode_with_attention`
+    works. Subclasses implement `tower_outputs`.
     """
 
     def __init__(
@@ -164,6 +107,7 @@ class HFVisionEncoder(VisionEncoder):
         chunk_size: int,
         tome_r: int = 0,
         attention: bool = False,
+        tokenlearner: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if chunk_size < 1:
@@ -174,8 +118,13 @@ class HFVisionEncoder(VisionEncoder):
             raise ValueError(f"attention must be true or false, got {attention!r}")
         if attention and tome_r:
             raise ValueError(f"attention=True needs tome_r=0, got tome_r={tome_r}: merged tokens are not patches")
+        tokenlearner = tokenlearner_options(tokenlearner)
+        if tokenlearner is not None and (tome_r or attention):
+            raise ValueError(f"tokenlearner needs tome_r=0 and attention=False, got {tome_r=}, {attention=}")
         if tome_r:
             patch_vision_tower(tower, tome_r)
+        if tokenlearner is not None:
+            insert_tokenlearner(tower, patch_grid(settings, tower.config), **tokenlearner)
         if attention:
             tower.set_attn_implementation("eager")
         self.settings = settings
@@ -183,6 +132,14 @@ class HFVisionEncoder(VisionEncoder):
         self.tokens_per_frame = tokens_per_frame
         self.chunk_size = chunk_size
         self.provides_attention = attention
+        self.supports_training = tokenlearner is not None
+
+    def requires_grad_(self, requires_grad: bool = True) -> HFVisionEncoder:
+        """The pretrained tower stays frozen; only an inserted TokenLearner follows `requires_grad`."""
+        super().requires_grad_(False)
+        for learner in learners(self):
+            learner.requires_grad_(requires_grad)
+        return self
 
     def train(self, mode: bool = True) -> HFVisionEncoder:
         """Frozen: always stays in eval mode."""
@@ -203,10 +160,11 @@ class HFVisionEncoder(VisionEncoder):
             for chunk in frames.split(self.chunk_size)
         ]
 
-    @torch.no_grad()
     def encode(self, frames: Tensor) -> Tensor:
-        """uint8 `[T, H, W, 3]` -> float `[T, N, D]` (`N = tokens_per_frame`, `D = output_dim`)."""
-        return torch.cat([tokens.float() for tokens, _ in self.encode_chunks(frames, False)])
+        """uint8 `[T, H, W, 3]` -> float `[T, N, D]` (`N = tokens_per_frame`, `D = output_dim`); gradients flow only
+        where an inserted TokenLearner can train."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.supports_training):
+            return torch.cat([tokens.float() for tokens, _ in self.encode_chunks(frames, False)])
 
     @torch.no_grad()
     def encode_with_attention(self, frames: Tensor) -> tuple[Tensor, Tensor]:
@@ -230,6 +188,7 @@ class CLIPVisionEncoder(HFVisionEncoder):
         load_in_4bit: bool = False,
         tome_r: int = 0,
         attention: bool = False,
+        tokenlearner: dict[str, Any] | None = None,
     ) -> None:
         from transformers import CLIPVisionModel
 
@@ -241,8 +200,8 @@ class CLIPVisionEncoder(HFVisionEncoder):
             raise ValueError(
                 f"attention=True needs a transformer layer, got feature_layer={feature_layer} (embeddings)"
             )
-        patches = patch_tokens(settings, config, tome_r, merged_layers)
-        super().__init__(model, settings, config.hidden_size, patches, chunk_size, tome_r, attention)
+        patches = patch_tokens(settings, config, tome_r, merged_layers, tokenlearner)
+        super().__init__(model, settings, config.hidden_size, patches, chunk_size, tome_r, attention, tokenlearner)
         self.model = freeze(model)
         self.feature_layer = feature_layer
         self.attention_layer = merged_layers - 1  # attentions[i] belongs to the layer giving hidden_states[i + 1]
@@ -266,14 +225,15 @@ class SiglipVisionEncoder(HFVisionEncoder):
         load_in_4bit: bool = False,
         tome_r: int = 0,
         attention: bool = False,
+        tokenlearner: dict[str, Any] | None = None,
     ) -> None:
         from transformers import SiglipVisionModel
 
         model = SiglipVisionModel.from_pretrained(path, local_files_only=True, **quantization_kwargs(load_in_4bit))
         config = model.config
         settings = read_image_settings(path, config.image_size, HALF, HALF)
-        patches = patch_tokens(settings, config, tome_r)
-        super().__init__(model, settings, config.hidden_size, patches, chunk_size, tome_r, attention)
+        patches = patch_tokens(settings, config, tome_r, tokenlearner=tokenlearner)
+        super().__init__(model, settings, config.hidden_size, patches, chunk_size, tome_r, attention, tokenlearner)
         self.model = freeze(model)
 
     def tower_outputs(self, pixels: Tensor, with_attention: bool) -> tuple[Tensor, Tensor | None]:
@@ -300,6 +260,7 @@ class Blip2VisionEncoder(HFVisionEncoder):
         chunk_size: int = 32,
         tome_r: int = 0,
         attention: bool = False,
+        tokenlearner: dict[str, Any] | None = None,
     ) -> None:
         if output not in ("qformer", "patches"):
             raise ValueError(f"output must be 'qformer' or 'patches', got {output!r}")
@@ -308,8 +269,9 @@ class Blip2VisionEncoder(HFVisionEncoder):
         if output == "qformer":
             dim, tokens = query_tokens.shape[-1], query_tokens.shape[-2]
         else:
-            dim, tokens = vision_model.config.hidden_size, patch_tokens(settings, vision_model.config, tome_r)
-        super().__init__(vision_model, settings, dim, tokens, chunk_size, tome_r, attention)
+            config = vision_model.config
+            dim, tokens = config.hidden_size, patch_tokens(settings, config, tome_r, tokenlearner=tokenlearner)
+        super().__init__(vision_model, settings, dim, tokens, chunk_size, tome_r, attention, tokenlearner)
         self.vision_model = freeze(vision_model)
         self.qformer = freeze(qformer)
         self.query_tokens = query_tokens
@@ -319,8 +281,8 @@ class Blip2VisionEncoder(HFVisionEncoder):
     @classmethod
     def from_blip2(cls, model: nn.Module, path: str | os.PathLike, **options: Any) -> Blip2VisionEncoder:
         """Wrap the vision side of a loaded `Blip2ForConditionalGeneration` (image settings from `path`; `options`:
-        the constructor's `output`, `chunk_size`, `tome_r`, `attention`); `tome_r > 0` patches its vision tower in
-        place, and `attention` switches it to eager attention."""
+        the constructor's `output`, `chunk_size`, `tome_r`, `attention`, `tokenlearner`); `tome_r > 0` and
+        `tokenlearner` patch its vision tower in place, and `attention` switches it to eager attention."""
         settings = read_image_settings(path, model.config.vision_config.image_size, CLIP_MEAN, CLIP_STD)
         return cls(model.vision_model, model.qformer, model.query_tokens, settings, **options)
 
@@ -340,8 +302,5 @@ class Blip2VisionEncoder(HFVisionEncoder):
         image_embeds = outputs.last_hidden_state
         if self.output == "patches":
             return image_embeds[:, 1:], class_token_attention(outputs.attentions[-1]) if with_attention else None
-        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
-        query = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
-        return self.qformer(
-            query_embeds=query, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask
-        ).last_hidden_state, None
+        query = self.query_tokens.expand(image_embeds.shape[0], -1, -1)  # no mask: every patch is attended to
+        return self.qformer(query_embeds=query, encoder_hidden_states=image_embeds).last_hidden_state, None
