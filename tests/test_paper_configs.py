@@ -145,7 +145,7 @@ def test_stac_baselines_compress_inside_the_vit_and_keep_the_recipe(name, after_
     )
     assert {layer: counts[layer] for layer in after_layers} == after_layers
     assert config.model.lmm["compressor"] == {"name": "none"} and encoder["type"] == "blip2"
-    assert {**config.model.lmm, "encoder": {"type": "blip2"}, "compressor": stac.model.lmm["compressor"]} == (
-        stac.model.lmm
-    )
+    lmm = {key: value for key, value in config.model.lmm.items() if key != "encoder_trainable"}
+    assert {**lmm, "encoder": {"type": "blip2"}, "compressor": stac.model.lmm["compressor"]} == stac.model.lmm
+    assert config.model.lmm.get("encoder_trainable", False) == ("tokenlearner" in encoder)  # only the learner trains
     assert (config.optim, config.data, config.run.eval_every) == (stac.optim, stac.data, stac.run.eval_every)
