@@ -200,3 +200,14 @@ def test_vtc_base_trains_scores_and_exports_a_base_with_its_card(tmp_path, capsy
     assert "| text |" in (tmp_path / "base" / "README.md").read_text()
     assert main([*command[:3], "--out", str(tmp_path / "again"), "--set", "optim.max_steps=3"]) == 2
     assert "holds a run with another config" in capsys.readouterr().err
+
+
+def test_an_adapting_run_takes_its_encoder_from_the_base_without_pretraining_one(tmp_path):
+    from vtc.world.source import pretrained_scene_encoder
+
+    overrides = ["data.source=synthetic", f"model.init_from={tmp_path}", f"run.cache_dir={tmp_path / 'cache'}"]
+    config = load_train_config([], overrides)
+    assert pretrained_scene_encoder({"type": "patch"}, config) == {"type": "patch"}  # the base's weights load later
+    assert not (tmp_path / "cache").exists()
+    plain = load_train_config([], overrides[::2] + ["model.lmm.encoder={type: patch, pretrain_steps: 1, width: 4}"])
+    assert "path" in pretrained_scene_encoder({"type": "patch", "pretrain_steps": 1, "width": 4}, plain)

@@ -79,8 +79,9 @@ def synthetic_test_samples(data: DataConfig, num_videos: int, cache: bool = Fals
 def pretrained_scene_encoder(encoder: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     """A `scene` or `patch` encoder config without a weights `path` gets its segmenter pre-trained on the run's
     synthetic settings (`pretrain_steps`, default `DEFAULT_PRETRAIN_STEPS`), trained once and cached in
-    `run.cache_dir` (both types share the weights); any other encoder config is returned as it is."""
-    if encoder.get("type") not in ("scene", "patch") or "path" in encoder:
+    `run.cache_dir` (both types share the weights); any other encoder config, and any encoder of a run that adapts
+    from a base (`model.init_from`: the base holds its encoder's weights), is returned as it is."""
+    if encoder.get("type") not in ("scene", "patch") or "path" in encoder or config.model.init_from is not None:
         return encoder
     options = dict(encoder)
     steps = int(options.pop("pretrain_steps", DEFAULT_PRETRAIN_STEPS))
