@@ -209,5 +209,5 @@ def test_an_adapting_run_takes_its_encoder_from_the_base_without_pretraining_one
     config = load_train_config([], overrides)
     assert pretrained_scene_encoder({"type": "patch"}, config) == {"type": "patch"}  # the base's weights load later
     assert not (tmp_path / "cache").exists()
-    plain = load_train_config([], overrides[::2] + ["model.lmm.encoder={type: patch, pretrain_steps: 1, width: 4}"])
+    plain = load_train_config([], [overrides[0], overrides[2]])
     assert "path" in pretrained_scene_encoder({"type": "patch", "pretrain_steps": 1, "width": 4}, plain)
