@@ -116,6 +116,9 @@ def test_compare_on_a_base_adapts_every_method_and_evaluates_training_free_ones_
     assert untrained["steps"] == 0 and untrained["llm_tokens"] == 4
     trained = next(run for run in result["runs"] if run["method"] == "random")
     assert trained["steps"] == 2
+    report = (tmp_path / "compare" / "compare.md").read_text()
+    assert "| none (no training) | 8 |" in report  # the base untouched heads the table beside the adapted model
+    assert "Winner at 1/2: none" not in report  # an uncompressed row never wins a budget
 
 
 def test_method_groups_expand_to_their_families():

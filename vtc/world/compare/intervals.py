@@ -52,10 +52,11 @@ def retention_of(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) ->
 
 
 def members(runs: list[dict[str, Any]], budget: str) -> dict[str, list[dict[str, Any]]]:
-    """method -> runs compared at `budget`: the uncompressed reference first (when it ran), then the budget's
-    methods in run order."""
+    """method -> runs compared at `budget`: the uncompressed rows first (the reference, and the base untouched when
+    the comparison ran on one), then the budget's methods in run order."""
     group = {REFERENCE_METHOD: runs_of(runs, REFERENCE_BUDGET, REFERENCE_METHOD)}
-    group.update({run["method"]: runs_of(runs, budget, run["method"]) for run in runs if run["budget"] == budget})
+    for where in (REFERENCE_BUDGET, budget):
+        group.update({run["method"]: runs_of(runs, where, run["method"]) for run in runs if run["budget"] == where})
     return {method: chosen for method, chosen in group.items() if chosen}
 
 

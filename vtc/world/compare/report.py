@@ -39,11 +39,11 @@ def retention_cell(method: str, row: dict[str, Any]) -> str:
 
 
 def budget_table(result: dict[str, Any], budget: str, blind: dict[str, dict[str, Any]]) -> list[str]:
-    """The Markdown table of one budget: the uncompressed model first, the budget's methods, the blind answer."""
+    """The Markdown table of one budget: the uncompressed rows first (the adapted model, and the base untouched when
+    the comparison ran on one), the budget's methods, the blind answer."""
     columns = ["method", "LLM tokens", *METRIC_KEYS, "retention", "params", "GFLOPs", "GMACs", "latency ms"]
     columns += ["peak MB", "vs blind"]
-    rows = {REFERENCE_METHOD: result["tables"].get(REFERENCE_BUDGET, {}).get(REFERENCE_METHOD)}
-    rows.update(result["tables"][budget])
+    rows = {**result["tables"].get(REFERENCE_BUDGET, {}), **result["tables"][budget]}
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for method, row in rows.items():
         if row is None:
@@ -80,9 +80,10 @@ def difference_text(pair: dict[str, Any], budget: str) -> str:
     )
 
 
-def winner_text(pairs: list[dict[str, Any]], budget: str) -> str:
-    """Whether one compressed method is significantly above every other compressed method at `budget`."""
-    compressed = [pair for pair in pairs if REFERENCE_METHOD not in (pair["better"], pair["worse"])]
+def winner_text(pairs: list[dict[str, Any]], budget: str, uncompressed: set[str]) -> str:
+    """Whether one compressed method is significantly above every other compressed method at `budget` (pairs with
+    an `uncompressed` row left out)."""
+    compressed = [pair for pair in pairs if not uncompressed & {pair["better"], pair["worse"]}]
     methods = list(dict.fromkeys(name for pair in compressed for name in (pair["better"], pair["worse"])))
     if len(methods) < 2:
         return f"Winner at {budget}: fewer than two compressed methods to compare."
@@ -136,6 +137,7 @@ def intervals_section(result: dict[str, Any], blind: dict[str, dict[str, Any]]) 
         f"bootstrap interval. At blind level: the bootstrap interval of the row's mIoU minus the blind answer's "
         f"({result['blind']['mIoU']:.2f}) does not lie above 0.",
     ]
+    uncompressed = {REFERENCE_METHOD, *result["tables"].get(REFERENCE_BUDGET, {})}
     for budget, pairs in pairwise(result["runs"]).items():
         significant = [difference_text(pair, budget) for pair in pairs if pair["significant"]]
         unseparated = [difference_text(pair, budget) for pair in pairs if not pair["significant"]]
@@ -143,7 +145,7 @@ def intervals_section(result: dict[str, Any], blind: dict[str, dict[str, Any]]) 
         lines += ["", f"### At {budget}", "", "- Significant differences:"]
         lines += [f"  - {text}" for text in significant] or ["  - none"]
         lines += [f"- Not significant: {'; '.join(unseparated) or 'none'}."]
-        lines += [f"- {winner_text(pairs, budget)}", f"- {retention_text(result['tables'][budget])}"]
+        lines += [f"- {winner_text(pairs, budget, uncompressed)}", f"- {retention_text(result['tables'][budget])}"]
         lines += [f"- At the level of the blind answer: {', '.join(at_blind) or 'none'}."]
     return lines
 
