@@ -62,14 +62,6 @@ def test_spatial_merging_averages_a_group_down_to_its_share() -> None:
     torch.testing.assert_close(out.tokens[0, 0], video[0, 0, :2].mean(dim=0))
 
 
-def test_padded_frames_are_never_selected() -> None:
-    video = half_static_video().repeat(1, 2, 1, 1)
-    frame_mask = torch.tensor([[True, False, True, True, False, True, False, True]])
-    out = create_compressor("holitom", dim=DIM, keep_tokens=12)(video, frame_mask=frame_mask)
-    assert not set(out.frame_index[0].tolist()) & {1, 4, 6}
-    assert int(out.aux["size"].sum()) == 5 * PER_FRAME
-
-
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [

@@ -64,10 +64,11 @@ def test_apportion_is_proportional_and_exact() -> None:
     assert apportion(5, [10, 6, 4]) == [3, 1, 1]
 
 
-def test_padded_frames_are_never_selected() -> None:
+@pytest.mark.parametrize("method", ["prunevid", "holitom"])  # HoliTom merges with PruneVid's steps
+def test_padded_frames_are_never_selected_nor_merged(method: str) -> None:
     video = half_static_video().repeat(1, 2, 1, 1)
     frame_mask = torch.tensor([[True, False, True, True, False, True, False, True]])
-    out = create_compressor("prunevid", dim=DIM, keep_tokens=12)(video, frame_mask=frame_mask)
+    out = create_compressor(method, dim=DIM, keep_tokens=12)(video, frame_mask=frame_mask)
     assert not set(out.frame_index[0].tolist()) & {1, 4, 6}
     assert int(out.aux["size"].sum()) == 5 * PER_FRAME
 
