@@ -177,7 +177,7 @@ def test_half_precision_calls_run_in_that_dtype(dtype, monkeypatch):
             seen.append(inputs[0].dtype)
         return original(module, *inputs, **kwargs)
 
-    scaling_call = scaling.prepare("avgpool2d", 2, 16, 16, dtype=dtype)
+    scaling_call = cost.prepare_compressor("avgpool2d", {}, 2, 16, 16, dtype=dtype)
     stream_call = streaming.prepare_stream("none", {}, 2, 16, 16, dtype=dtype)
     monkeypatch.setattr(torch.nn.Module, "__call__", spy)
     scaling_call()

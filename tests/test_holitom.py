@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_prunevid import DIM, FRAMES, PER_FRAME, half_static_video  # HoliTom merges with PruneVid's steps
 
 from vtc import create_compressor
 from vtc.compressors.holitom import redundancy_segments
-
-FRAMES, PER_FRAME, DIM = 4, 4, 16
-
-
-def half_static_video() -> torch.Tensor:
-    """`[1, 4, 4, 16]`: positions 0 and 1 hold the same token in every frame, positions 2 and 3 a new orthogonal one
-    in each frame."""
-    basis = torch.eye(DIM)
-    video = torch.zeros(1, FRAMES, PER_FRAME, DIM)
-    video[0, :, 0], video[0, :, 1] = basis[0], basis[1]
-    for frame in range(FRAMES):
-        video[0, frame, 2], video[0, frame, 3] = basis[2 + 2 * frame], basis[3 + 2 * frame]
-    return video
 
 
 def test_segmentation_maximises_the_tokens_temporal_merging_removes() -> None:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from vtc.bench.device import torch_dtype
 from vtc.bench.measure import measure
 from vtc.compressors import create_compressor
 
@@ -87,12 +88,20 @@ def compressor_inputs(num_frames: int, tokens_per_frame: int, dim: int, batch: i
 
 
 def prepare_compressor(
-    method: str, config: dict[str, Any], num_frames: int, tokens_per_frame: int, dim: int, batch: int = 1
+    method: str,
+    config: dict[str, Any],
+    num_frames: int,
+    tokens_per_frame: int,
+    dim: int,
+    batch: int = 1,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> Callable[[], None]:
-    """The call `vtc.bench.measure` times: one no-grad forward of `method` in eval mode on random tokens."""
+    """The call `vtc.bench.measure` times: one no-grad forward of `method` in eval mode on random tokens (drawn on
+    the CPU, then moved to `device` in `dtype`)."""
     torch.manual_seed(0)
-    model = create_compressor(method, dim=dim, **config).eval()
-    tokens = compressor_inputs(num_frames, tokens_per_frame, dim, batch)
+    model = create_compressor(method, dim=dim, **config).eval().to(device, torch_dtype(dtype))
+    tokens = compressor_inputs(num_frames, tokens_per_frame, dim, batch).to(device, torch_dtype(dtype))
 
     def call() -> None:
         with torch.no_grad():

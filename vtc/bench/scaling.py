@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
-
-import torch
 
 from vtc.bench import format_table
-from vtc.bench.cost import compressor_inputs
-from vtc.bench.device import add_device_arguments, check_device, torch_dtype
+from vtc.bench.device import add_device_arguments, check_device
 from vtc.bench.measure import measure
-from vtc.compressors import create_compressor, list_compressors
+from vtc.compressors import list_compressors
 from vtc.utils.figures import save_figure
 
 LIMIT = "OOM/limit"
@@ -52,22 +48,6 @@ def growth_exponent(points: list[tuple[int, float]]) -> float:
     return math.log(value_b / value_a) / math.log(frames_b / frames_a)
 
 
-def prepare(
-    method: str, num_frames: int, tokens_per_frame: int, dim: int, device: str = "cpu", dtype: str = "float32"
-) -> Callable[[], None]:
-    """The call `vtc.bench.measure` times: one no-grad forward of `method` (default config, eval mode) on random
-    tokens `[1, T, N, D]` (drawn on the CPU, then moved to `device` in `dtype`)."""
-    torch.manual_seed(0)
-    model = create_compressor(method, dim=dim).eval().to(device, torch_dtype(dtype))
-    tokens = compressor_inputs(num_frames, tokens_per_frame, dim).to(device, torch_dtype(dtype))
-
-    def call() -> None:
-        with torch.no_grad():
-            model(tokens)
-
-    return call
-
-
 def scale_compressor(
     method: str,
     frames: list[int],
@@ -83,11 +63,12 @@ def scale_compressor(
     rows = []
     for num_frames in frames:
         result = measure(
-            "vtc.bench.scaling:prepare",
+            "vtc.bench.cost:prepare_compressor",
             threads=threads,
             timeout=3 * limit_seconds + 120,  # also covers start-up and building the inputs
             memory_limit_mb=limit_mb if device == "cpu" else None,  # a host limit; on CUDA the GPU peak is checked
             method=method,
+            config={},
             num_frames=num_frames,
             tokens_per_frame=tokens_per_frame,
             dim=dim,
