@@ -53,6 +53,16 @@ def test_compressor_cost_counts_tokens_and_measures_memory():
     assert "error" not in result and result["peak_mb"] >= 0
 
 
+def test_a_compressor_that_uses_attention_is_costed_with_one():
+    model = create_compressor("visionzip", dim=16)
+    attention = cost.compressor_extras(model, 4, 16, batch=2)["attention"]
+    assert attention.shape == (2, 4, 16)
+    torch.testing.assert_close(attention.sum(dim=-1), torch.ones(2, 4))
+    assert cost.compressor_extras(create_compressor("tome", dim=16), 4, 16) == {}
+    result = cost.compressor_cost("visionzip", {}, 4, 16, 16)
+    assert "error" not in result and result["output_tokens"] == model.num_output_tokens(4, 16)
+
+
 def test_frame_counts_and_growth_exponent():
     assert scaling.frame_counts(16, 100) == [16, 32, 64]
     assert scaling.growth_exponent([(16, 1.0), (32, 2.0), (64, 8.0)]) == pytest.approx(2.0)

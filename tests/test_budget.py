@@ -9,7 +9,17 @@ import torch
 from torch import Tensor
 
 from vtc.budget import configure, count_tokens, knobs
-from vtc.compressors import CompressedTokens, Compressor, compressor_class, create_compressor, list_compressors
+from vtc.compressors import (
+    CompressedTokens,
+    Compressor,
+    Family,
+    Knob,
+    MethodCard,
+    compressor_class,
+    create_compressor,
+    list_compressors,
+)
+from vtc.compressors.card import side_up_on_grid
 
 FRAMES, PER_FRAME = 8, 16  # small enough to try every setting of every knob
 BUDGETS = (1, 5, 8, 20, 40, 64, 128)
@@ -139,6 +149,15 @@ def test_bad_arguments():
         configure("no-such-method", FRAMES, PER_FRAME, 10)
     with pytest.raises(ValueError, match=r"taa cannot go below 4 tokens for 8 x 16 .*budget was 3"):
         configure("taa", FRAMES, PER_FRAME, 3)  # one frame of 4 anchors is the fewest
+
+
+def test_a_grid_knob_is_skipped_where_the_tokens_form_no_grid(monkeypatch):
+    assert configure("uniform", 8, 32, 64) == ({"num_frames": 2}, 64)  # 32 queries: frames only, no pooling
+    grid_only = MethodCard(family=Family.TRAINING_FREE, knobs=(Knob("size", side_up_on_grid),))
+    monkeypatch.setattr(compressor_class("uniform"), "card", grid_only)
+    with pytest.raises(ValueError, match="no knob of uniform applies to 8 x 32"):
+        configure("uniform", 8, 32, 64)
+    assert configure("uniform", 8, 36, 8 * 9) == ({"size": 3}, 8 * 9)  # a 6 x 6 grid pooled to 3 x 3
 
 
 TRAINING_FREE_VIDEO = [

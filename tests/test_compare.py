@@ -91,8 +91,9 @@ def test_compare_on_a_base_adapts_every_method_and_evaluates_training_free_ones_
     settings = CompareSettings.preset(
         "base",
         methods=["none", "random", "stac"],
+        untrained=["dycoke", "visionzip"],
         budgets=[0.5],
-        seeds=[0],
+        seeds=[0, 1],
         base=str(folder),
         overrides=[
             "data.num_frames=2",
@@ -111,11 +112,17 @@ def test_compare_on_a_base_adapts_every_method_and_evaluates_training_free_ones_
     result = compare(settings)
     assert result["video"] == {"frames": 2, "tokens_per_frame": 4, "uncompressed_tokens": 8}  # the qformer's queries
     assert list(result["tables"]["uncompressed"]) == ["none", "none (no training)"]
-    assert list(result["tables"]["1/2"]) == ["random", "random (no training)", "stac"]  # stac is trained only
-    untrained = next(run for run in result["runs"] if run["method"] == "random (no training)")
-    assert untrained["steps"] == 0 and untrained["llm_tokens"] == 4
-    trained = next(run for run in result["runs"] if run["method"] == "random")
-    assert trained["steps"] == 2
+    # stac is trained only, dycoke evaluated untrained only; visionzip needs attention, which queries lack
+    assert list(result["tables"]["1/2"]) == ["random", "random (no training)", "stac", "dycoke (no training)"]
+    assert "attention" in result["skipped"]["1/2"]["visionzip"]
+    untrained = [run for run in result["runs"] if run["method"] == "random (no training)"]
+    assert [run["steps"] for run in untrained] == [0, 0] and untrained[0]["llm_tokens"] == 4
+    assert [run["compressor"]["seed"] for run in untrained] == [0, 1]  # random draws with each run's seed
+    trained = [run for run in result["runs"] if run["method"] == "random"]
+    assert [run["steps"] for run in trained] == [2, 2] and [run["compressor"]["seed"] for run in trained] == [0, 1]
+    dycoke = [run for run in result["runs"] if run["method"] == "dycoke (no training)"]
+    assert [run["reused"] for run in dycoke] == [False, True]  # deterministic: evaluated once, stands for both seeds
+    assert dycoke[0]["ious"] == dycoke[1]["ious"]
     report = (tmp_path / "compare" / "compare.md").read_text()
     assert "| none (no training) | 8 |" in report  # the base untouched heads the table beside the adapted model
     assert "Winner at 1/2: none" not in report  # an uncompressed row never wins a budget

@@ -75,4 +75,14 @@ def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="size"):
         create_compressor("uniform", dim=DIM, size=(2, 0))
     with pytest.raises(ValueError, match="grid"):
-        create_compressor("uniform", dim=DIM)(torch.randn(1, 2, 8, DIM))
+        create_compressor("uniform", dim=DIM, size=2)(torch.randn(1, 2, 8, DIM))
+
+
+@pytest.mark.parametrize(("fraction", "frames_kept"), [(4, [0, 7]), (8, [0])])
+def test_tokens_without_a_grid_are_downsampled_in_time_only(fraction, frames_kept) -> None:
+    tokens = torch.randn(1, 8, 32, DIM)  # 32 Q-Former queries per frame: no patch grid
+    config, count = configure("uniform", 8, 32, 8 * 32 // fraction)
+    assert config == {"num_frames": len(frames_kept)} and count == 8 * 32 // fraction
+    out = create_compressor("uniform", dim=DIM, **config)(tokens)
+    assert out.tokens.shape == (1, count, DIM)
+    torch.testing.assert_close(out.tokens[0], tokens[0, frames_kept].reshape(-1, DIM))

@@ -92,11 +92,15 @@ def configure(
     found, fewest = [], []
     for knob in method_knobs:
         size, trial = _knob_trials(method, knob, num_frames, tokens_per_frame, base_config)
+        if size == 0:  # a knob with no setting on this input (a grid size where the tokens form no grid)
+            continue
         fits = bisect.bisect_right(range(size), budget, key=lambda index: trial(index)[1])  # counts never decrease
         if fits:
             found.append(trial(fits - 1))
         else:
             fewest.append(trial(0)[1])
+    if not found and not fewest:
+        raise ValueError(f"no knob of {method} applies to {num_frames} x {tokens_per_frame} frames x tokens")
     if not found:
         raise ValueError(
             f"{method} cannot go below {min(fewest)} tokens for {num_frames} x {tokens_per_frame} frames x tokens "

@@ -87,6 +87,15 @@ def compressor_inputs(num_frames: int, tokens_per_frame: int, dim: int, batch: i
     return torch.randn(batch, num_frames, tokens_per_frame, dim, generator=generator)
 
 
+def compressor_extras(model: nn.Module, num_frames: int, tokens_per_frame: int, batch: int = 1) -> dict[str, Any]:
+    """The keyword inputs a compressor needs besides its tokens: for one that `uses_attention`, a random attention
+    of each frame's [CLS] over its patches, `[batch, num_frames, tokens_per_frame]` summing to 1 per frame (seed 1)."""
+    if not getattr(model, "uses_attention", False):
+        return {}
+    generator = torch.Generator().manual_seed(1)
+    return {"attention": torch.randn(batch, num_frames, tokens_per_frame, generator=generator).softmax(dim=-1)}
+
+
 def prepare_compressor(
     method: str,
     config: dict[str, Any],
@@ -97,15 +106,19 @@ def prepare_compressor(
     device: str = "cpu",
     dtype: str = "float32",
 ) -> Callable[[], None]:
-    """The call `vtc.bench.measure` times: one no-grad forward of `method` in eval mode on random tokens (drawn on
-    the CPU, then moved to `device` in `dtype`)."""
+    """The call `vtc.bench.measure` times: one no-grad forward of `method` in eval mode on random tokens (and
+    `compressor_extras`), drawn on the CPU, then moved to `device` in `dtype`."""
     torch.manual_seed(0)
     model = create_compressor(method, dim=dim, **config).eval().to(device, torch_dtype(dtype))
     tokens = compressor_inputs(num_frames, tokens_per_frame, dim, batch).to(device, torch_dtype(dtype))
+    extras = {
+        key: value.to(device, torch_dtype(dtype))
+        for key, value in compressor_extras(model, num_frames, tokens_per_frame, batch).items()
+    }
 
     def call() -> None:
         with torch.no_grad():
-            model(tokens)
+            model(tokens, **extras)
 
     return call
 
@@ -124,7 +137,8 @@ def compressor_cost(
     call measured in a fresh process (`nan` with an `"error"` key when that process failed)."""
     torch.manual_seed(0)
     model = create_compressor(method, dim=dim, **config).eval()
-    cost = module_cost(model, compressor_inputs(num_frames, tokens_per_frame, dim, batch), repeats=repeats)
+    extras = compressor_extras(model, num_frames, tokens_per_frame, batch)
+    cost = module_cost(model, compressor_inputs(num_frames, tokens_per_frame, dim, batch), repeats=repeats, **extras)
     cost["output_tokens"] = model.num_output_tokens(num_frames, tokens_per_frame)
     memory = measure(
         "vtc.bench.cost:prepare_compressor",

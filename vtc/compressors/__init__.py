@@ -14,6 +14,7 @@ from vtc.compressors.base import (
     create_compressor,
     list_compressors,
     register_compressor,
+    takes_argument,
 )
 from vtc.compressors.card import Family, Knob, MethodCard
 
@@ -36,4 +37,5 @@ __all__ = [
     "create_compressor",
     "list_compressors",
     "register_compressor",
+    "takes_argument",
 ]

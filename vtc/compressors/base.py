@@ -344,6 +344,11 @@ def compressor_class(name: str) -> type[Compressor]:
     return _registered(name)[0]
 
 
+def takes_argument(name: str, argument: str) -> bool:
+    """Whether the compressor registered as `name` has the constructor argument `argument` (e.g. `grid`, `seed`)."""
+    return argument in inspect.signature(compressor_class(name)).parameters
+
+
 def _registered(name: str) -> tuple[type[Compressor], dict[str, Any]]:
     if name not in _REGISTRY:
         raise KeyError(f"unknown compressor {name!r}; registered: {', '.join(list_compressors())}")

@@ -116,3 +116,12 @@ def side_down(num_frames: int, tokens_per_frame: int, config: dict[str, Any]) ->
 def side_up(num_frames: int, tokens_per_frame: int, config: dict[str, Any]) -> range:
     """Square output grids, smallest first."""
     return range(1, grid_side(tokens_per_frame, config) + 1)
+
+
+def side_up_on_grid(num_frames: int, tokens_per_frame: int, config: dict[str, Any]) -> range:
+    """`side_up` where the frame's tokens form a grid (`config["grid"]`, or square N); none where they do not (a
+    Q-Former's queries), so that a method that also has other knobs is searched on those alone."""
+    try:
+        return side_up(num_frames, tokens_per_frame, config)
+    except ValueError:
+        return range(0)

@@ -3,7 +3,8 @@
 Liao et al., "Are We Using the Right Benchmark: An Evaluation Framework for Visual Token Compression Methods"
 (VTC-Bench, arXiv 2510.07143, Sec. 1 and Fig. 1) found that plain image downsampling beats many token compression
 methods. On encoded tokens the same baseline is frame subsampling plus average pooling of each frame's patch grid,
-which is what this compressor does; it needs the patch grid (square N, or `grid=(height, width)`).
+which is what this compressor does; pooling needs the patch grid (square N, or `grid=(height, width)`). Tokens
+that form no grid (a Q-Former's queries) are downsampled in time only: kept frames stay whole (`size=None`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vtc.compressors.base import CompressedTokens, Compressor, register_compressor
-from vtc.compressors.card import Family, Knob, MethodCard, side_up, up_to_frames
+from vtc.compressors.card import Family, Knob, MethodCard, side_up_on_grid, up_to_frames
 from vtc.compressors.grid import as_pair, from_grid, optional_grid, square_grid, to_grid
 from vtc.compressors.ops import compress_valid_frames, evenly_spaced, per_frame_output
 from vtc.utils.checks import check_int
@@ -22,7 +23,7 @@ from vtc.utils.checks import check_int
 @register_compressor("uniform")
 class UniformDownsample(Compressor):
     """Keep `num_frames` evenly spaced valid frames (all when None) and average-pool each one's patch grid to `size`
-    (the grid itself when None); no parameters.
+    (frames kept whole, grid or not, when None); no parameters.
 
     Every output cell averages the patches of its adaptive-pooling window (`size` dividing the grid gives plain
     `H/size x W/size` blocks); a side larger than the grid's keeps the grid's (downsampling never upsamples). Padded
@@ -31,7 +32,7 @@ class UniformDownsample(Compressor):
 
     card = MethodCard(
         family=Family.TRAINING_FREE,
-        knobs=(Knob("num_frames", up_to_frames), Knob("size", side_up)),
+        knobs=(Knob("num_frames", up_to_frames), Knob("size", side_up_on_grid)),
     )
 
     def __init__(
@@ -55,9 +56,12 @@ class UniformDownsample(Compressor):
         """Downsample videos whose frames are all valid: `[B, T, H*W, D]` -> `[B, min(num_frames, T) * h * w, D]`."""
         batch, frames = tokens.shape[:2]
         kept = evenly_spaced(self.num_frames or frames, frames, tokens.device)
-        pooled = F.adaptive_avg_pool2d(to_grid(tokens[:, kept], self.grid), self.pooled_grid(tokens.shape[2]))
+        frame_tokens = tokens[:, kept]
+        if self.size is not None:
+            pooled = F.adaptive_avg_pool2d(to_grid(frame_tokens, self.grid), self.pooled_grid(tokens.shape[2]))
+            frame_tokens = from_grid(pooled, batch)
         frame_mask = torch.ones(batch, len(kept), dtype=torch.bool, device=tokens.device)
-        out = per_frame_output(from_grid(pooled, batch), timestamps[:, kept], frame_mask)
+        out = per_frame_output(frame_tokens, timestamps[:, kept], frame_mask)
         out.frame_index = kept[out.frame_index]
         return out
 
@@ -69,5 +73,5 @@ class UniformDownsample(Compressor):
         return min(self.size[0], height), min(self.size[1], width)
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
-        height, width = self.pooled_grid(tokens_per_frame)
+        height, width = (1, tokens_per_frame) if self.size is None else self.pooled_grid(tokens_per_frame)
         return min(self.num_frames or num_frames, num_frames) * height * width

@@ -15,7 +15,6 @@ saliency head (`saliency`), batches (`batches`) and checkpoints (`persistence`).
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vtc.compressors import CompressedTokens, Compressor, compressor_class, create_compressor
+from vtc.compressors import CompressedTokens, Compressor, create_compressor, takes_argument
 from vtc.lmm.answers import ParsedWindow, format_window
 from vtc.lmm.batches import batch_visuals, single_video_batch
 from vtc.lmm.config import load_config
@@ -43,8 +42,7 @@ def build_compressor(config: Mapping[str, Any], dim: int, grid: tuple[int, int] 
     the patches where they are)."""
     options = dict(config)
     name = options.pop("name")
-    takes_grid = "grid" in inspect.signature(compressor_class(name)).parameters
-    if grid is not None and takes_grid and options.get("grid") is None:
+    if grid is not None and takes_argument(name, "grid") and options.get("grid") is None:
         options["grid"] = list(grid)
     return create_compressor(name, dim=dim, **options)
 

@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[*list_compressors(), *GROUPS],
         help=f"method names, or groups: {', '.join(GROUPS)} (e.g. --methods none ssm random uniform)",
     )
+    parser.add_argument(
+        "--untrained",
+        nargs="+",
+        choices=[*list_compressors(), *GROUPS],
+        help="with --base: methods (or groups) evaluated on the base with no training only (default: the preset's, "
+        "for base the field's training-free video methods)",
+    )
     parser.add_argument("--budgets", nargs="+", type=float, help="fractions of the uncompressed token count")
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--config", nargs="+", help="training config YAML files (default: the preset's)")
@@ -65,7 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     methods = None if args.methods is None else expand_methods(args.methods)
-    chosen = {"methods": methods, "budgets": args.budgets, "seeds": args.seeds, "config_files": args.config}
+    untrained = None if args.untrained is None else [m for m in expand_methods(args.untrained) if m != "none"]
+    chosen = {
+        "methods": methods,
+        "untrained": untrained,
+        "budgets": args.budgets,
+        "seeds": args.seeds,
+        "config_files": args.config,
+    }
     settings = CompareSettings.preset(
         args.preset or ("quick" if args.base is None else "base"),
         **{key: value for key, value in chosen.items() if value is not None},

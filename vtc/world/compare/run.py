@@ -14,7 +14,7 @@ from typing import Any
 
 from vtc.bench.cost import count_parameters
 from vtc.budget import configure
-from vtc.compressors import Family, compressor_class, list_compressors
+from vtc.compressors import Family, compressor_class, list_compressors, takes_argument
 from vtc.encoders import build_encoder
 from vtc.eval.predict import per_query_iou, predict_windows, score
 from vtc.eval.stats import mean_interval
@@ -52,13 +52,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # On a base model (`--base DIR`): every method adapts from it for a few steps (compressor, projector, LoRA), the
     # training-free ones are also evaluated on it untouched; the papers' methods, the trained baselines, pooling,
-    # random and uniform rows, at 1/4 and 1/8, three seeds.
+    # random and uniform rows, at 1/4 and 1/8, three seeds. The field's training-free video methods are evaluated on
+    # the base untouched only, as they are deployed. One validation at the end: the adapted model is the last step's.
     "base": {
         "methods": ["none", "stac", "mambamia", "taa", "tome", "tokenlearner", "avgpool2d", "random", "uniform"],
+        "untrained": ["dycoke", "vidcom2", "fastvid", "holitom", "prunevid", "divprune", "visionzip"],
         "budgets": [1 / 4, 1 / 8],
         "seeds": [0, 1, 2],
         "config_files": [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")],
-        "overrides": ["data.num_frames=8", "optim.max_steps=300", "run.eval_every=100", "data.num_train=1500"],
+        "overrides": ["data.num_frames=8", "optim.max_steps=150", "run.eval_every=150", "data.num_train=1500"],
     },
     # Every registered method at 1/2, 1/8 and 1/32 of the tokens with the benchmark's full recipe (hours here).
     "full": {"methods": list_compressors(), "budgets": [1 / 2, 1 / 8, 1 / 32], "seeds": [0, 1], "overrides": []},
@@ -69,9 +71,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 class CompareSettings:
     """What to compare and how long to train each run (defaults: the `"quick"` preset). With `base` (a base model
     folder, `vtc.lmm.base_model`), every run adapts from it (`model.init_from`) and the training-free methods are
-    also evaluated on it without any training (rows `"METHOD (no training)"`; `"none (no training)"` is the base)."""
+    also evaluated on it without any training (rows `"METHOD (no training)"`; `"none (no training)"` is the base);
+    the `untrained` methods are evaluated that way only. A method with a `seed` argument (`random`) gets each run's
+    seed; an untrained method without one is evaluated once and stands for every seed (its model is the same)."""
 
     methods: list[str] = field(default_factory=lambda: list(PRESETS["quick"]["methods"]))
+    untrained: list[str] = field(default_factory=list)
     budgets: list[float] = field(default_factory=lambda: list(PRESETS["quick"]["budgets"]))
     seeds: list[int] = field(default_factory=lambda: list(PRESETS["quick"]["seeds"]))
     config_files: list[str] = field(default_factory=lambda: [str(path) for path in DEFAULT_CONFIGS])
@@ -120,6 +125,12 @@ def tokens_per_frame(config: TrainConfig) -> int:
     if lmm.get("encoder") is None:
         raise ValueError("vtc compare needs an encoder in the model config to know the token grid")
     return build_encoder(complete_encoder(lmm["encoder"], config)).tokens_per_frame
+
+
+def provides_attention(lmm: dict[str, Any]) -> bool:
+    """Whether a `VideoLMM` config gives its compressor the encoder's attention: an encoder with `attention: true`
+    and no Q-Former (whose queries have none)."""
+    return lmm.get("qformer") is None and bool((lmm.get("encoder") or {}).get("attention"))
 
 
 def finished_run(config: TrainConfig) -> dict[str, Any] | None:
@@ -210,29 +221,38 @@ def budget_name(fraction: float) -> str:
     return f"1/{round(inverse)}" if math.isclose(inverse, round(inverse)) else f"{fraction:g}"
 
 
-def plan_runs(settings: CompareSettings, num_frames: int, per_frame: int) -> tuple[Plan, dict[str, dict[str, str]]]:
+def plan_runs(
+    settings: CompareSettings, num_frames: int, per_frame: int, attention: bool
+) -> tuple[Plan, dict[str, dict[str, str]]]:
     """The grid: the uncompressed model once, then every method at every budget (a fraction of the
     `num_frames * per_frame` tokens) with the compressor config that fits it (`vtc.budget.configure`); a method
-    that cannot fit a budget is skipped, with the reason, under that budget's name."""
+    that cannot fit a budget, or that needs the encoder's attention where the model has none (`attention`), is
+    skipped, with the reason, under that budget's name."""
     uncompressed = num_frames * per_frame
     plan: Plan = [("uncompressed", "none", {"name": "none"})]
     if settings.base is not None:
         plan.append(("uncompressed", f"none{UNTRAINED}", {"name": "none"}))
+    untrained_only = [] if settings.base is None else settings.untrained
     skipped: dict[str, dict[str, str]] = {}
     for fraction in settings.budgets:
         budget = max(int(uncompressed * fraction), 1)
-        for method in settings.methods:
+        for method in [*settings.methods, *untrained_only]:
             if method == "none":
                 continue
             try:
+                if compressor_class(method).uses_attention and not attention:
+                    raise ValueError("it needs the encoder's attention, which this model's tokens (queries) lack")
                 compressor_config, _ = configure(method, num_frames, per_frame, budget)
             except ValueError as error:
                 skipped.setdefault(budget_name(fraction), {})[method] = str(error)
                 continue
             compressor_config.pop("dim", None)
-            plan.append((budget_name(fraction), method, {"name": method, **compressor_config}))
-            if settings.base is not None and compressor_class(method).card.family is Family.TRAINING_FREE:
-                plan.append((budget_name(fraction), f"{method}{UNTRAINED}", {"name": method, **compressor_config}))
+            compressor = {"name": method, **compressor_config}
+            if method in settings.methods:
+                plan.append((budget_name(fraction), method, compressor))
+            training_free = compressor_class(method).card.family is Family.TRAINING_FREE
+            if settings.base is not None and (training_free or method in untrained_only):
+                plan.append((budget_name(fraction), f"{method}{UNTRAINED}", compressor))
     return plan, skipped
 
 
@@ -245,20 +265,26 @@ def run_grid(
     shared_features: dict[str, Any] = {}  # every video encoded once by the frozen encoder, for all runs
     for index, (budget, method, compressor) in enumerate(plan, start=1):
         untrained = method.endswith(UNTRAINED)
+        seeded = takes_argument(compressor["name"], "seed")
+        evaluated_once: dict[str, Any] | None = None
         for seed in settings.seeds:
             run_dir = output / "runs" / budget.replace("/", "_") / method.replace(" ", "_") / f"seed{seed}"
             if settings.progress:
                 print(f"[{index}/{len(plan)}] {method:<13} budget {budget:<12} seed {seed}", flush=True)
+            if seeded:
+                compressor = {**compressor, "seed": seed}
             config = base_config(settings, run_dir, seed, compressor)
-            if untrained:
-                result = untrained_and_evaluate(config, test, tokens)
+            if untrained and not seeded and evaluated_once is not None:
+                result = {**evaluated_once, "reused": True}  # the same model whatever the seed
+            elif untrained:
+                result = evaluated_once = untrained_and_evaluate(config, test, tokens)
             else:
                 result = train_and_evaluate(config, test, tokens, shared_features)
             runs.append({"budget": budget, "method": method, "seed": seed, "compressor": compressor, **result})
             if settings.progress:
                 print(
                     f"    mIoU {result['metrics']['mIoU']:.2f}  tokens {result['llm_tokens']}  "
-                    f"trained {result['train_seconds']} s" + (" (reused: trained before)" if result["reused"] else ""),
+                    f"trained {result['train_seconds']} s" + (" (reused)" if result["reused"] else ""),
                     flush=True,
                 )
     return runs
@@ -287,7 +313,7 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
     probe = base_config(settings, output / "probe", settings.seeds[0], {"name": "none"})
     num_frames, per_frame = probe.data.num_frames, tokens_per_frame(probe)
     test = synthetic_test_samples(probe.data, settings.num_test, cache=True)
-    plan, skipped = plan_runs(settings, num_frames, per_frame)
+    plan, skipped = plan_runs(settings, num_frames, per_frame, provides_attention(model_config(probe)))
     runs = run_grid(settings, plan, test, (num_frames, per_frame))
     train_moments = SyntheticMoments(num_videos=probe.data.num_train, **probe.data.synthetic)
     result = {
