@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tiny_hf import save_blip2, save_vision
 
 import vtc
 from vtc.encoders import build_encoder
 from vtc.encoders.patch.tokenlearner import encoder_layers, learners, tokens_per_layer
+from vtc.lmm.persistence import load_encoder_weights
+from vtc.train.checkpoint import load_model
 
 PATCHES = 16  # tiny towers: 32 x 32 frames, 8 x 8 patches, 2 layers, width 32, with a class token but SigLIP
 
@@ -114,6 +117,14 @@ def test_the_model_trains_the_in_vit_tokenlearner_with_its_loss(tmp_path):
     model({**batch, "window": [(0.0, 1.0)]}).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.parameters())
     assert all(p.grad is None for p in model.encoder.vision_model.embeddings.parameters())
+    model.save_pretrained(tmp_path / "checkpoint")  # the learner's weights only, not the pretrained tower's
+    saved = load_file(str(tmp_path / "checkpoint" / "encoder.safetensors"))
+    assert set(saved) == {name for name, p in model.encoder.named_parameters() if p.requires_grad}
+    assert sum(t.numel() for t in saved.values()) == sum(p.numel() for p in learner.parameters())
+    loaded = load_model(tmp_path / "checkpoint")
+    torch.testing.assert_close(loaded.encoder.state_dict(), model.encoder.state_dict())
+    with pytest.raises(ValueError, match="encoder weights do not match the encoder: missing"):
+        load_encoder_weights(loaded.encoder, {})
 
 
 def test_bad_in_vit_options_raise(folders):

@@ -65,6 +65,25 @@ def encoder_stores_weights(encoder_type: str | None) -> bool:
     return is_encoder_class and encoder_class.stores_weights_in_checkpoint
 
 
+def encoder_weights(encoder: VisionEncoder) -> dict[str, Tensor]:
+    """What a checkpoint keeps of an encoder: all of it when its class `stores_weights_in_checkpoint`, else only the
+    parameters that train (an in-ViT TokenLearner's, not the pretrained tower's billion)."""
+    state = encoder.state_dict()
+    if type(encoder).stores_weights_in_checkpoint:
+        return state
+    return {name: state[name] for name, parameter in encoder.named_parameters() if parameter.requires_grad}
+
+
+def load_encoder_weights(encoder: VisionEncoder, weights: Mapping[str, Tensor]) -> None:
+    """Load what `encoder_weights` saved into an encoder built on its base; `ValueError` when the saved names are not
+    exactly what this encoder keeps."""
+    expected = set(encoder_weights(encoder))
+    if set(weights) != expected:
+        missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+        raise ValueError(f"encoder weights do not match the encoder: missing {missing[:5]}, extra {unexpected[:5]}")
+    encoder.load_state_dict(weights, strict=False)
+
+
 def save_checkpoint(model: CheckpointedModel, directory: str | os.PathLike) -> None:
     """Write `model`'s config and only its trained weights (qformer, compressor, projector, saliency head, LoRA
     adapters or the full language model, the encoder when `stores_encoder`), each file atomically."""
@@ -84,7 +103,7 @@ def save_checkpoint(model: CheckpointedModel, directory: str | os.PathLike) -> N
     elif mode == "full":
         atomic_save_safetensors(detached(model.language_model.state_dict()), directory / LLM_WEIGHTS_NAME)
     if model.stores_encoder:
-        atomic_save_safetensors(detached(model.encoder.state_dict()), directory / ENCODER_WEIGHTS_NAME)
+        atomic_save_safetensors(detached(encoder_weights(model.encoder)), directory / ENCODER_WEIGHTS_NAME)
     atomic_write_text(directory / CONFIG_NAME, json.dumps(model.config, indent=2, sort_keys=True, default=str))
 
 
@@ -119,4 +138,4 @@ def load_checkpoint_weights(model: CheckpointedModel, directory: str | os.PathLi
     elif mode == "full":
         model.language_model.load_state_dict(load_file(str(directory / LLM_WEIGHTS_NAME)), strict=True)
     if model.stores_encoder:
-        model.encoder.load_state_dict(load_file(str(directory / ENCODER_WEIGHTS_NAME)), strict=True)
+        load_encoder_weights(model.encoder, load_file(str(directory / ENCODER_WEIGHTS_NAME)))

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from vtc.lmm.model import VideoLMM
+from vtc.lmm.persistence import encoder_weights
 from vtc.utils.io import atomic_write_text
 
 POINTERS = ("last", "best")
@@ -48,7 +49,7 @@ def load_model_weights(model: VideoLMM, directory: Path) -> None:
     loaded = VideoLMM.from_pretrained(directory, llm=model.config["llm"])
     saved = {name for name, parameter in loaded.named_parameters() if parameter.requires_grad}
     if loaded.stores_encoder:
-        saved |= {f"encoder.{name}" for name in loaded.encoder.state_dict()}
+        saved |= {f"encoder.{name}" for name in encoder_weights(loaded.encoder)}
     state = {name: tensor for name, tensor in loaded.state_dict().items() if name in saved}
     model.load_state_dict(state, strict=False)
 
