@@ -1,4 +1,4 @@
-"""Batch assembly: moment samples -> one `VideoLMM` batch, for training and for prediction alike."""
+"""Batch assembly: moment or multiple-choice samples -> one `VideoLMM` batch, for training and for prediction alike."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from typing import Any
 
 from vtc.utils.batching import pad_frames
 
+# A multiple-choice sample's fields (`vtc.lmm.answers.choice_fields`, and its circular group): `answer` is the
+# target text, which `VideoLMM.forward` learns instead of a window.
+CHOICE_KEYS = ("question", "options", "answer_index", "answer", "circular_group")
+
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Samples -> a `VideoLMM` batch: lists of `frames [T_i, H, W, 3]` and `timestamps [T_i]` (or, from encoded
     samples, `features [B, T, N, D]`, `timestamps [B, T]`, `frame_mask [B, T]` and, where the samples carry it, the
-    encoder's `attention [B, T, N]`, padded over frames with 0), `query`, `window` (start, end) pairs, `duration`,
-    `qid` and ground-truth `windows`."""
+    encoder's `attention [B, T, N]`, padded over frames with 0), `query`, `duration`, `qid`; moment samples'
+    `window` (start, end) pairs and ground-truth `windows`; multiple-choice samples' `CHOICE_KEYS` as lists."""
     if "features" in samples[0]:
         features, frame_mask = pad_frames([sample["features"] for sample in samples])
         timestamps, _ = pad_frames([sample["timestamps"] for sample in samples])
@@ -24,11 +28,16 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "frames": [sample["frames"] for sample in samples],
             "timestamps": [sample["timestamps"] for sample in samples],
         }
-    return {
+    batch = {
         **visual,
         "query": [sample["query"] for sample in samples],
-        "window": [tuple(float(t) for t in sample["window"]) for sample in samples],
-        "windows": [sample.get("windows", [list(map(float, sample["window"]))]) for sample in samples],
         "duration": [float(sample["duration"]) for sample in samples],
         "qid": [str(sample["qid"]) for sample in samples],
     }
+    if "window" in samples[0]:
+        batch["window"] = [tuple(float(t) for t in sample["window"]) for sample in samples]
+        batch["windows"] = [sample.get("windows", [list(map(float, sample["window"]))]) for sample in samples]
+    for key in CHOICE_KEYS:
+        if key in samples[0]:
+            batch[key] = [sample[key] for sample in samples]
+    return batch

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 LETTERS = string.ascii_uppercase
+# An option that opens with its own letter: "A. cat", "A) cat", "(A) cat", "A: cat".
+_LETTER_PREFIX = re.compile(r"^\s*(?:\(([A-Z])\)|([A-Z])[.):])\s*")
 
 
 def read_letter(text: str, num_options: int) -> int | None:
@@ -55,3 +57,14 @@ def parse_choice(answer: Any, options: Sequence[str]) -> int | None:
     if normalised.count(text.lower()) == 1:
         return normalised.index(text.lower())
     return read_letter(text, len(options)) if 1 <= len(options) <= len(LETTERS) else None
+
+
+def strip_option_letters(options: Sequence[str]) -> list[str]:
+    """The options without their letters when every option opens with its own letter in order ("A. cat",
+    "B. dog", as Video-MME publishes them; also "(A) cat", "A) cat", "A: cat"); otherwise the options unchanged.
+    One prefix is stripped, once."""
+    matches = [_LETTER_PREFIX.match(option) for option in options]
+    letters = [match and (match.group(1) or match.group(2)) for match in matches]
+    if not options or letters != list(LETTERS[: len(options)]):
+        return list(options)
+    return [option[match.end() :] for option, match in zip(options, matches, strict=True)]

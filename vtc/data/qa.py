@@ -1,23 +1,34 @@
-"""Multiple-choice video QA annotations as JSON lines.
+"""Multiple-choice video QA annotations: vtc's JSON lines and the layouts that benchmarks publish.
 
-One object a line: `question`, `options` (two or more strings), `answer` (index, letter or the option's text),
-a video id (`vid`, `video_id` or `video`), optional `qid` (default: line position), `duration`, `video_path`
-and `circular_group` (the source question of a rotated copy, see `vtc.eval.qa.circular_variants`).
+vtc's layout (`jsonl`), one object a record: `question`, `options` (two or more strings), `answer` (index, letter or
+the option's text), a video id (`vid`, `video_id` or `video`), optional `qid` (default: record position),
+`duration`, `video_path` and `circular_group` (the source question of a rotated copy, see
+`vtc.eval.qa.circular_variants`). The published layouts are renamings of it (`LAYOUT_RECORDS`):
+- `videomme` (Video-MME's parquet / JSON records): `videoID` (the file stem), `question_id`, `question`,
+  `options` as "A. text", `answer` a letter;
+- `mlvu` and `mvbench` (one layout: MLVU's and MVBench's JSON lists): `video` (file name), `question`,
+  `candidates`, `answer` the option's text, MLVU's `duration` seconds;
+- `vnbench` (VNBench's JSON list): `video`, `question`, `options`, `gt` (text or index), `type` and `try`; its
+  four tries of a question are rotations of one another, so `video_type` is their circular group.
+Options that each open with their own letter ("A. text") lose that prefix once (`strip_option_letters`).
 
-A line that is not UTF-8 or not a JSON object, or whose `duration` is a number that is not finite, is skipped and
-counted; a qid given on two lines is an error naming the qid and both lines (as for moment annotations).
+A file is JSON lines, a JSON list of records, or parquet (needs `pyarrow`). A record that is not a JSON object, or
+lacks a field, or whose `duration` is a number that is not finite, is skipped and counted; a qid given twice is an
+error naming the qid and both records (as for moment annotations).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vtc.data.base import LoadReport, annotation_records, finite_float, locate_video, record_video_id
-from vtc.data.choices import parse_choice
+from vtc.data.choices import parse_choice, strip_option_letters
+from vtc.utils.checks import check_choice
 
 
 @dataclass(frozen=True)
@@ -63,33 +74,145 @@ def choice_item_from_record(record: Mapping[str, Any], default_qid: str) -> QAIt
         video_id=video_id,
         video_path=None,
         question=question.strip(),
-        options=tuple(options),
+        options=tuple(strip_option_letters(options)),
         answer=answer,
         duration=optional_duration(record.get("duration")),
         group=None if group is None else str(group),
     )
 
 
-def load_choice_jsonl(
-    annotations: str | os.PathLike, video_dir: str | os.PathLike | None = None
+def video_file_fields(record: Mapping[str, Any]) -> dict[str, str]:
+    """`vid` (the file stem) and `video_file` (under the video folder) of a record that names its video file in
+    `video`."""
+    video = record.get("video")
+    if not isinstance(video, str) or not video.strip():
+        raise ValueError(f"needs `video`, the video's file name, got {video!r}")
+    return {"vid": PurePosixPath(video).stem, "video_file": video}
+
+
+def videomme_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A Video-MME record in vtc's layout (its `duration` is a length class, not seconds: dropped)."""
+    return {
+        "qid": record.get("question_id"),
+        "vid": record.get("videoID", record.get("video_id")),
+        "question": record.get("question"),
+        "options": record.get("options"),
+        "answer": record.get("answer"),
+    }
+
+
+def candidates_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """An MLVU or MVBench record (`video`, `question`, `candidates`, `answer`) in vtc's layout."""
+    return {
+        **video_file_fields(record),
+        "qid": record.get("question_id"),
+        "question": record.get("question"),
+        "options": record.get("candidates"),
+        "answer": record.get("answer"),
+        "duration": record.get("duration"),
+    }
+
+
+def vnbench_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A VNBench record in vtc's layout; its tries share the circular group `video_type` and get the qid
+    `video_type_try` unless they carry a `question_id`."""
+    fields = video_file_fields(record)
+    group = f"{fields['vid']}_{record.get('type')}"
+    return {
+        **fields,
+        "qid": record.get("question_id", f"{group}_{record.get('try')}"),
+        "question": record.get("question"),
+        "options": record.get("options"),
+        "answer": record.get("gt", record.get("answer")),
+        "circular_group": group,
+    }
+
+
+LAYOUT_RECORDS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "jsonl": dict,
+    "videomme": videomme_record,
+    "mlvu": candidates_record,
+    "mvbench": candidates_record,
+    "vnbench": vnbench_record,
+}
+LAYOUTS: tuple[str, ...] = ("auto", *LAYOUT_RECORDS)
+
+
+def detect_layout(record: Mapping[str, Any]) -> str:
+    """The layout of a record by its keys: `gt` or `try` is VNBench, `videoID` Video-MME, `candidates` MLVU /
+    MVBench, anything else vtc's own."""
+    if "gt" in record or "try" in record:
+        return "vnbench"
+    if "videoID" in record:
+        return "videomme"
+    return "mlvu" if "candidates" in record else "jsonl"
+
+
+def file_records(annotations: str | os.PathLike, report: LoadReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`(position, record)` of every JSON object in a parquet file, a JSON list or JSON lines (each counted in
+    `report.read`; anything else counted in `report.skipped_bad_line`)."""
+    path = Path(annotations)
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet
+        except ImportError as error:
+            raise ValueError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from error
+        records = pyarrow.parquet.read_table(path).to_pylist()
+    else:
+        with path.open("rb") as handle:
+            opening = handle.read(64).lstrip()
+        if not opening.startswith(b"["):
+            yield from annotation_records(path, report)
+            return
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a readable JSON list of records ({error})") from error
+    for position, record in enumerate(records, start=1):
+        report.read += 1
+        if not isinstance(record, dict):
+            report.skipped_bad_line += 1
+            report.note(position, f"not a JSON object: {str(record)[:60]}")
+            continue
+        yield position, record
+
+
+def load_choices(
+    annotations: str | os.PathLike, video_dir: str | os.PathLike | None = None, layout: str = "auto"
 ) -> tuple[list[QAItem], LoadReport]:
-    """Multiple-choice JSON lines; bad lines and missing videos are skipped and counted in the report.
+    """Multiple-choice questions of a file in one of `LAYOUTS` (`auto`: `detect_layout` of its first record);
+    bad records and missing videos are skipped and counted in the report. Videos are looked for when `video_dir`
+    is given or a vtc record gives a `video_path`: `video_dir/video_path` or, for a published layout,
+    `video_dir/video` (its file name); else, or when that is missing, `video_dir/<video id>.<ext>`.
 
     Raises:
-        ValueError: a qid given on two lines (naming the qid and both lines).
+        ValueError: an unknown layout, an unreadable file, or a qid given twice (naming the qid and both records).
     """
+    check_choice("layout", layout, LAYOUTS)
     report = LoadReport(source=str(annotations))
     items: list[QAItem] = []
-    for line_number, record in annotation_records(annotations, report):
+    first_positions: dict[str, int] = {}
+    for position, record in file_records(annotations, report):
+        layout = detect_layout(record) if layout == "auto" else layout
         try:
-            item = choice_item_from_record(record, default_qid=str(report.read - 1))
+            fields = {key: value for key, value in LAYOUT_RECORDS[layout](record).items() if value is not None}
+            item = choice_item_from_record(fields, default_qid=str(report.read - 1))
         except ValueError as error:
             report.skipped_bad_line += 1
-            report.note(line_number, str(error))
+            report.note(position, str(error))
             continue
-        video_path = record.get("video_path")
+        if item.qid in first_positions:
+            raise ValueError(
+                f"{annotations}:{position}: qid {item.qid!r} is already on record {first_positions[item.qid]}; "
+                "every qid of a ground-truth file must be unique"
+            )
+        first_positions[item.qid] = position
+        video_path = fields.get("video_path")
         if video_dir is not None or video_path is not None:
-            path = locate_video(video_dir, item.video_id, video_path)
+            named = video_path or fields.get("video_file")
+            path = locate_video(video_dir, item.video_id, named)
+            if path is None and named is not None:
+                path = locate_video(video_dir, item.video_id)
             if path is None:
                 report.note_missing_video(item.video_id)
                 continue
@@ -97,3 +220,10 @@ def load_choice_jsonl(
         items.append(item)
         report.loaded += 1
     return items, report.log()
+
+
+def load_choice_jsonl(
+    annotations: str | os.PathLike, video_dir: str | os.PathLike | None = None
+) -> tuple[list[QAItem], LoadReport]:
+    """Multiple-choice questions in vtc's own layout (`load_choices` with `layout="jsonl"`)."""
+    return load_choices(annotations, video_dir, layout="jsonl")

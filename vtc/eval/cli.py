@@ -7,7 +7,9 @@ retrieval by window length, and highlight detection when predictions carry `pred
 
 `vtc evaluate --checkpoint DIR [--data data.yaml] [--split val]` instead generates answers with a trained model
 (a checkpoint folder of `vtc train`, or a run folder: its best checkpoint) on a split of the data config (by
-default the run's own), and writes `predictions.jsonl` and `metrics.json` to `--out` (default `DIR/eval-SPLIT`).
+default the run's own), and writes `predictions.jsonl` and `metrics.json` to `--out` (default `DIR/eval-SPLIT`):
+moment retrieval (with `pred_saliency_scores` when the model has a saliency head), or, for `data.task: choice`,
+multiple choice with every question asked in all rotations of its options (accuracy, circular accuracy).
 """
 
 from __future__ import annotations

@@ -1,29 +1,51 @@
-"""Prediction and scoring of a trained model on moment retrieval: what validation, `vtc evaluate --checkpoint`,
-the comparison and the benchmarks all run."""
+"""Prediction and scoring of a trained model on moment retrieval and multiple-choice QA: what validation,
+`vtc evaluate --checkpoint`, the comparison and the benchmarks all run; `TASK_EVALUATIONS` pairs each `data.task`
+with its predictor, scorer and the metric that picks the best checkpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from vtc.data.batch import collate
+from vtc.data.choices import parse_choice
+from vtc.data.qa import QAItem
+from vtc.eval.highlights import CLIP_SECONDS
 from vtc.eval.moment import evaluate_moments, ground_truth_windows, parse_predicted_windows, temporal_iou
+from vtc.eval.qa import circular_variants, evaluate_choices
+from vtc.lmm.answers import choice_fields
 
 if TYPE_CHECKING:
     from vtc.lmm.model import VideoLMM
 
 
+def clip_scores(times: Tensor, scores: Tensor, duration: float) -> list[float]:
+    """moment_detr's `pred_saliency_scores` of one video: a score per 2 s clip (`int(duration / 2)` clips, at least
+    one), the saliency of the visual time `[T]` nearest the clip's centre (`scores [T]`)."""
+    num_clips = max(int(duration / CLIP_SECONDS), 1)
+    centres = (torch.arange(num_clips, dtype=torch.float64) + 0.5) * CLIP_SECONDS
+    nearest = (centres[:, None] - times.double().cpu()[None, :]).abs().argmin(dim=1)
+    return scores.float().cpu()[nearest].tolist()
+
+
 @torch.no_grad()
 def predict_windows(
-    model: VideoLMM, dataset: Dataset | Sequence[dict[str, Any]], indices: Sequence[int], batch_size: int
+    model: VideoLMM,
+    dataset: Dataset | Sequence[dict[str, Any]],
+    indices: Sequence[int],
+    batch_size: int,
+    saliency: bool = False,
 ) -> list[dict]:
     """Generate answers for `dataset[indices]` (a dataset or a list of moment samples): moment_detr-style prediction
     records (`qid`, `pred_relevant_windows` `[[start, end, 1.0]]` or None when unparseable, the raw `text`) and
-    ground truth (`relevant_windows`)."""
+    ground truth (`relevant_windows`); with `saliency` (a model with a saliency head), also `pred_saliency_scores`
+    per 2 s clip (`clip_scores`), for the highlight metrics."""
     was_training = model.training
     model.eval()
     records = []
@@ -33,8 +55,93 @@ def predict_windows(
         for (text, parsed), qid, windows in zip(answers, batch["qid"], batch["windows"], strict=True):
             predicted = [[*parsed.window, 1.0]] if parsed.valid else None
             records.append({"qid": qid, "pred_relevant_windows": predicted, "text": text, "relevant_windows": windows})
+        if saliency:
+            video_scores = model.saliency_scores(batch)
+            for record, (times, scores), duration in zip(records[first:], video_scores, batch["duration"], strict=True):
+                record["pred_saliency_scores"] = clip_scores(times, scores, duration)
     model.train(was_training)
     return records
+
+
+def asked_variants(sample: dict[str, Any], circular: bool) -> list[dict[str, Any]]:
+    """The multiple-choice samples to ask for one question: with `circular`, a question without a circular group
+    in all n rotations of its options (`circular_variants`: qid `"{qid}#rot{k}"`, group the qid; the frames are
+    shared); else, and for a question already in a group (VNBench's tries), the sample itself."""
+    if not circular or sample.get("circular_group") is not None:
+        return [sample]
+    question = {"qid": sample["qid"], "options": sample["options"], "answer": sample["answer_index"]}
+    return [
+        {
+            **sample,
+            **choice_fields(sample["question"], variant["options"], variant["answer"]),
+            "qid": variant["qid"],
+            "circular_group": variant["circular_group"],
+        }
+        for variant in circular_variants(question)
+    ]
+
+
+@torch.no_grad()
+def predict_choices(
+    model: VideoLMM,
+    dataset: Dataset | Sequence[dict[str, Any]],
+    indices: Sequence[int],
+    batch_size: int,
+    circular: bool = True,
+) -> list[dict]:
+    """Generate answers to the multiple-choice samples `dataset[indices]`, each asked as `asked_variants` (all
+    rotations with `circular`). Records: `qid`, the raw `text`, `pred` (the option index it names, `parse_choice`:
+    a letter or an option's text; None when it names none), the right index `answer`, `options`, `question` and
+    `circular_group`. Each video is read once; at most `batch_size` questions are asked at a time."""
+    was_training = model.training
+    model.eval()
+    records = []
+    for first in range(0, len(indices), batch_size):
+        asked = [
+            variant
+            for index in indices[first : first + batch_size]
+            for variant in asked_variants(dataset[index], circular)
+        ]
+        for start in range(0, len(asked), batch_size):
+            samples = asked[start : start + batch_size]
+            for text, sample in zip(model.generate_text(collate(samples)), samples, strict=True):
+                records.append(
+                    {
+                        "qid": str(sample["qid"]),
+                        "text": text,
+                        "pred": parse_choice(text, sample["options"]),
+                        "answer": sample["answer_index"],
+                        "options": list(sample["options"]),
+                        "question": sample["question"],
+                        "circular_group": sample.get("circular_group"),
+                    }
+                )
+    model.train(was_training)
+    return records
+
+
+def score_choices(records: Sequence[dict]) -> dict[str, float | int]:
+    """`evaluate_choices` over `predict_choices` records (which carry their questions): `accuracy` over every
+    asked question, `num_invalid` (unparseable answers, wrong), and `circular_accuracy` over circular groups.
+
+    Raises:
+        ValueError: a qid repeated, or no records.
+    """
+    questions: dict[str, QAItem] = {}
+    for record in records:
+        qid = str(record["qid"])
+        if qid in questions:
+            raise ValueError(f"qid {qid!r} is predicted twice; a qid must name one asked question")
+        questions[qid] = QAItem(
+            qid=qid,
+            video_id="",
+            video_path=None,
+            question=record["question"],
+            options=tuple(record["options"]),
+            answer=record["answer"],
+            group=record["circular_group"],
+        )
+    return evaluate_choices({str(record["qid"]): record["pred"] for record in records}, questions)
 
 
 def distinct_queries(records: Sequence[dict]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -85,3 +192,19 @@ def per_query_iou(records: Sequence[dict]) -> dict[str, float]:
         parsed = parse_predicted_windows(predictions[qid])
         ious[qid] = 0.0 if parsed is None else float(temporal_iou(parsed[0][:1], windows).max())
     return ious
+
+
+@dataclass(frozen=True)
+class TaskEvaluation:
+    """How a `data.task` is evaluated: `predict(model, dataset, indices, batch_size)` -> records, `score(records)`
+    -> metrics, and the `metric` (higher is better) that picks the best checkpoint."""
+
+    predict: Callable[..., list[dict]]
+    score: Callable[[Sequence[dict]], dict[str, float | int]]
+    metric: str
+
+
+TASK_EVALUATIONS: dict[str, TaskEvaluation] = {
+    "moment": TaskEvaluation(predict_windows, score, "mIoU"),
+    "choice": TaskEvaluation(predict_choices, score_choices, "accuracy"),
+}

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from vtc.data.choices import LETTERS
 
+# The model's question template for multiple-choice prompts: `format_choices` writes the whole question.
+CHOICE_QUESTION = "{query}"
 # STAC's target sentence (default) and Mr.BLIP's "[[start, end]]" answer.
 TEMPLATES: dict[str, str] = {
     "sentence": "It starts at {start} and ends at {end} seconds.",
@@ -145,7 +149,7 @@ def decode_time_tokens(text: str, duration: float, num_time_tokens: int) -> str:
     return _TIME_TOKEN.sub(lambda match: f"{int(match.group(1)) * step:.2f}", text)
 
 
-def format_choices(question: str, options: list[str]) -> str:
+def format_choices(question: str, options: Sequence[str]) -> str:
     """A multiple-choice prompt: the question, "(A) option" lines, and the instruction to answer a letter."""
     if not question.strip():
         raise ValueError("question is empty")
@@ -157,3 +161,17 @@ def format_choices(question: str, options: list[str]) -> str:
     lines += [f"({LETTERS[index]}) {option.strip()}" for index, option in enumerate(options)]
     lines.append("Answer with the option's letter from the given choices directly.")
     return "\n".join(lines)
+
+
+def choice_fields(question: str, options: Sequence[str], answer: int) -> dict[str, Any]:
+    """What a multiple-choice sample carries: `question`, `options`, the right option's index `answer_index`, the
+    prompt `query` (`format_choices`) and the target `answer`, that option's letter."""
+    if not 0 <= answer < len(options):
+        raise ValueError(f"answer must index one of the {len(options)} options, got {answer}")
+    return {
+        "question": question,
+        "options": list(options),
+        "answer_index": answer,
+        "query": format_choices(question, options),
+        "answer": LETTERS[answer],
+    }

@@ -18,10 +18,12 @@ from typing import Any
 
 import yaml
 
+from vtc.data.qa import LAYOUTS
 from vtc.utils.checks import check_choice, is_count
 from vtc.utils.io import atomic_write_text
 
 RESOLVED_CONFIG_NAME = "config.yaml"
+TASKS: tuple[str, ...] = ("moment", "choice")
 
 
 @dataclass
@@ -50,9 +52,16 @@ class DataConfig:
     no video is in both (`vtc.train.data.carve_validation`). `test` is read only for the final evaluation.
     `num_frames` frames are sampled uniformly per video (the middle frame of equal segments);
     `cache_in_memory` keeps rendered synthetic samples (each rendered once) and, where the encoder is frozen, each
-    video's encoder features instead of its frames (`EncodedSamples`)."""
+    video's encoder features instead of its frames (`EncodedSamples`).
+
+    `task` is what the samples ask: `"moment"` (a query, its window as the target) or `"choice"` (multiple-choice
+    questions: the prompt of `vtc.lmm.answers.format_choices`, the right option's letter as the target; files read
+    with `vtc.data.qa.load_choices` in `layout`, `"auto"` detecting it; the synthetic source's `choice` and
+    `needle` variants); validation and `vtc evaluate --checkpoint` then score accuracy and circular accuracy."""
 
     source: str = "files"
+    task: str = "moment"
+    layout: str = "auto"
     synthetic: dict[str, Any] = field(default_factory=dict)
     num_train: int = 1000
     num_val: int = 100
@@ -224,6 +233,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "run.patience": (is_count, "null or an integer >= 1"),
     "run.eval_batch_size": (is_count, "an integer >= 1"),
     "run.log_every": (is_count, "an integer >= 1"),
+    "data.task": (lambda value: value in TASKS, f"one of {TASKS}"),
+    "data.layout": (lambda value: value in LAYOUTS, f"one of {LAYOUTS}"),
     "data.num_train": (is_count, "an integer >= 1"),
     "data.num_val": (is_count, "an integer >= 1"),
     "data.val_fraction": (is_fraction, "null or a number in (0, 1)"),

@@ -1,6 +1,6 @@
 """Training data: the registry of data sources (`files` built in; others, such as the embedded benchmark's
-`synthetic`, registered by their package), moment samples read from files, a resumable sharded batch order, and the
-frozen encoder's in-memory feature cache."""
+`synthetic`, registered by their package), moment and multiple-choice samples read from files, a resumable sharded
+batch order, and the frozen encoder's in-memory feature cache."""
 
 from __future__ import annotations
 
@@ -16,14 +16,29 @@ from torch.utils.data import Dataset
 
 from vtc.data.base import LoadReport
 from vtc.data.moment import MomentItem, load_moments
+from vtc.data.qa import QAItem, load_choices
+from vtc.lmm.answers import choice_fields
 from vtc.train.config import DataConfig, TrainConfig
+
+Item = MomentItem | QAItem
+
+
+def item_targets(item: Item, duration: float) -> dict[str, Any]:
+    """What a sample asks of its video (decoded `duration` seconds): a moment's `query`, `window` (the first, the
+    training target) and every window as ground truth; a question's `choice_fields`, its `circular_group` and
+    duration (the annotation's, else the decoded one)."""
+    if isinstance(item, QAItem):
+        fields = choice_fields(item.question, item.options, item.answer)
+        return {**fields, "circular_group": item.group, "duration": item.duration or duration}
+    windows = [list(window) for window in item.windows]
+    return {"query": item.query, "window": item.windows[0], "windows": windows, "duration": item.duration}
 
 
 class VideoFileSamples(Dataset):
-    """Moment items read from annotation files; each video decoded with `num_frames` frames (first window kept
-    as the training target; every window kept as ground truth)."""
+    """Moment or multiple-choice items read from annotation files; each video decoded with `num_frames` frames
+    (`item_targets` says what each sample asks)."""
 
-    def __init__(self, items: Sequence[Any], num_frames: int, frame_size: int | None) -> None:
+    def __init__(self, items: Sequence[Item], num_frames: int, frame_size: int | None) -> None:
         self.items = list(items)
         self.num_frames = num_frames
         self.frame_size = frame_size
@@ -36,15 +51,8 @@ class VideoFileSamples(Dataset):
 
         item = self.items[index]
         clip = load_video(item.video_path, num_frames=self.num_frames, size=self.frame_size)
-        return {
-            "qid": item.qid,
-            "frames": clip.frames,
-            "timestamps": clip.timestamps.float(),
-            "query": item.query,
-            "window": item.windows[0],
-            "windows": [list(window) for window in item.windows],
-            "duration": item.duration,
-        }
+        visual = {"qid": item.qid, "frames": clip.frames, "timestamps": clip.timestamps.float()}
+        return {**visual, **item_targets(item, clip.duration)}
 
 
 SPLITS = ("train", "val", "test")
@@ -64,8 +72,8 @@ def split_files(config: DataConfig) -> dict[str, tuple[str, str | None]]:
 
 
 def carve_validation(
-    items: Sequence[MomentItem], fraction: float | None, count: int | None, seed: int
-) -> tuple[list[MomentItem], list[MomentItem]]:
+    items: Sequence[Item], fraction: float | None, count: int | None, seed: int
+) -> tuple[list[Item], list[Item]]:
     """`(train, val)` from one training split, by whole videos: `count` videos, or `round(fraction * videos)` (at
     least 1), drawn with `seed` from the sorted video ids go to validation and the rest stay for training, so no
     video is in both; item order is kept; no items give two empty splits. The papers name no validation split:
@@ -89,12 +97,15 @@ def carve_validation(
     return train, [item for item in items if item.video_id in held_out]
 
 
-def load_split_items(config: DataConfig) -> tuple[dict[str, list[MomentItem]], dict[str, LoadReport]]:
-    """Every split's items (the validation split carved from training when it has no file) and the load report
-    of each file read."""
+def load_split_items(config: DataConfig) -> tuple[dict[str, list[Item]], dict[str, LoadReport]]:
+    """Every split's items (moments, or questions when `data.task` is `choice`; the validation split carved from
+    training when it has no file) and the load report of each file read."""
     items, reports = {}, {}
     for split, (path, durations) in split_files(config).items():
-        items[split], reports[split] = load_moments(path, durations, config.video_dir)
+        if config.task == "choice":
+            items[split], reports[split] = load_choices(path, config.video_dir, config.layout)
+        else:
+            items[split], reports[split] = load_moments(path, durations, config.video_dir)
     if "val" not in items:
         items["train"], items["val"] = carve_validation(
             items["train"], config.val_fraction, config.val_count, config.val_seed
@@ -172,7 +183,7 @@ EncoderHook = Callable[[dict[str, Any], TrainConfig], dict[str, Any]]
 
 @dataclass(frozen=True)
 class DataSource:
-    """A named source of moment samples (`data.source`).
+    """A named source of training samples (`data.source`).
 
     `build(config)` gives the train and validation datasets of a data config; `words` are the words its queries and
     prompts use (added to a tiny language model's vocabulary); `complete_encoder(encoder, config)`, when set, fills

@@ -1,5 +1,5 @@
 """Evaluate a trained checkpoint: generate answers on a split, write predictions and metrics (`vtc evaluate
---checkpoint`)."""
+--checkpoint`), for moment retrieval or multiple-choice QA as the data config's `data.task` says."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vtc.eval.predict import predict_windows, score
+from vtc.eval.predict import TASK_EVALUATIONS
 from vtc.train.checkpoint import STATE_NAME, load_model, verify_checkpoint
 from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_train_config
 from vtc.train.data import build_datasets, file_splits
@@ -38,7 +38,10 @@ def evaluate_checkpoint(
     batch_size: int = 8,
 ) -> dict[str, float | int]:
     """Metrics of a checkpoint on `split` of the data config (the run's own when `data_configs` is empty);
-    writes `out/predictions.jsonl` (moment_detr format plus the raw `text`) and `out/metrics.json`."""
+    writes `out/predictions.jsonl` and `out/metrics.json`. Moments: moment_detr's format plus the raw `text`, and
+    `pred_saliency_scores` (one per 2 s clip) when the model has a saliency head; multiple choice: every question
+    asked in all rotations of its options (`vtc.eval.predict.predict_choices`), accuracy, circular accuracy and
+    unparseable answers (`num_invalid`)."""
     folder = resolve_checkpoint(Path(checkpoint))
     if (folder / STATE_NAME).exists():  # a training checkpoint: its files checked (a bare model/ folder is taken)
         verify_checkpoint(folder)
@@ -50,8 +53,10 @@ def evaluate_checkpoint(
     config = load_train_config(data_configs, overrides)
     dataset = split_dataset(config, split)
     model = load_model(folder / "model")
-    records = predict_windows(model, dataset, range(len(dataset)), batch_size)
-    metrics = score(records)
+    evaluation = TASK_EVALUATIONS[config.data.task]
+    options = {"saliency": model.saliency_head is not None} if config.data.task == "moment" else {}
+    records = evaluation.predict(model, dataset, range(len(dataset)), batch_size, **options)
+    metrics = evaluation.score(records)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / PREDICTIONS_NAME, records)

@@ -1,8 +1,10 @@
-"""`Trainer`: trains a `VideoLMM` on moment retrieval with `accelerate` (one process or many, unchanged).
+"""`Trainer`: trains a `VideoLMM` on moment retrieval or multiple-choice QA (`data.task`) with `accelerate` (one
+process or many, unchanged).
 
 AdamW (STAC: lr 1e-5, weight decay 0.01; as Hugging Face's Trainer, no decay on biases and norm weights), linear
 warm-up over the first `warmup_ratio` of the steps then cosine decay to 0, gradient clipping, generation-based
-validation (`vtc.eval.predict`) every `eval_every` steps with early stopping on validation mIoU,
+validation (`vtc.eval.predict`) every `eval_every` steps with early stopping on validation mIoU (accuracy for
+multiple choice),
 metrics to `metrics.jsonl`, resumable checkpoints (`vtc.train.checkpoint`) that reproduce an uninterrupted run
 bit for bit on the same hardware and process count. A run never replaces nor mixes with another run in its folder
 (`vtc.train.run_folder`).
@@ -20,8 +22,10 @@ from typing import Any
 import torch
 
 from vtc.data.batch import collate
-from vtc.eval.predict import predict_windows, score
+from vtc.eval.predict import TASK_EVALUATIONS
+from vtc.lmm.answers import CHOICE_QUESTION
 from vtc.lmm.base_model import base_model_config, load_base_weights
+from vtc.lmm.config import DEFAULT_QUESTION
 from vtc.lmm.model import build_model, load_config
 from vtc.lmm.tiny import save_tiny_lm
 from vtc.train.checkpoint import CheckpointStore
@@ -50,6 +54,16 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
         {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
     ]
+
+
+def task_model_config(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """A `VideoLMM` config fitted to `data.task`: multiple choice asks its prompt whole (the default moment question
+    becomes `{query}`) and has no window for a saliency loss (an error when `saliency_loss` is set)."""
+    if task != "choice":
+        return config
+    if config["saliency_loss"] > 0:
+        raise ValueError("saliency_loss learns moment windows, which data.task 'choice' has none of: set it to 0")
+    return {**config, "question": CHOICE_QUESTION if config["question"] == DEFAULT_QUESTION else config["question"]}
 
 
 class Trainer:
@@ -83,7 +97,7 @@ class Trainer:
     def model_config(self) -> dict[str, Any]:
         """The `VideoLMM` config: the base's with `model.lmm` on top when `model.init_from` names one; `llm.path`
         pointing at the run's tiny LM when `model.tiny_lm` is set (its vocabulary holding the data source's words);
-        the encoder config completed by the data source."""
+        the encoder config completed by the data source; fitted to the data's task (`task_model_config`)."""
         lmm = dict(self.config.model.lmm)
         if self.config.model.init_from is not None:
             lmm = base_model_config(self.config.model.init_from, lmm)
@@ -96,7 +110,7 @@ class Trainer:
             lmm["llm"] = {**lmm.get("llm", {}), "path": str(path.resolve())}
         if lmm.get("encoder"):
             lmm["encoder"] = self.completed_encoder(lmm["encoder"])
-        return load_config(lmm)
+        return task_model_config(load_config(lmm), self.config.data.task)
 
     def completed_encoder(self, encoder: dict[str, Any]) -> dict[str, Any]:
         """The encoder config completed by the data source (`complete_encoder`): on the main process first, so
@@ -171,14 +185,14 @@ class Trainer:
                 handle.write(json.dumps(record) + "\n")
 
     def evaluate(self) -> tuple[dict[str, float | int], list[dict]]:
-        """Validation metrics (every process generates for its share; predictions gathered everywhere)."""
+        """Validation metrics of the data's task (each process predicts its share; predictions gathered everywhere)."""
         from accelerate.utils import gather_object
 
-        accelerator = self.accelerator
+        accelerator, evaluation = self.accelerator, TASK_EVALUATIONS[self.config.data.task]
         indices = list(range(accelerator.process_index, len(self.val_data), accelerator.num_processes))
-        records = predict_windows(self.model, self.val_data, indices, self.config.run.eval_batch_size)
+        records = evaluation.predict(self.model, self.val_data, indices, self.config.run.eval_batch_size)
         records = gather_object(records) if accelerator.num_processes > 1 else records
-        return score(records), records
+        return evaluation.score(records), records
 
     def train_step(self) -> float:
         """One optimisation step; returns the loss averaged over processes."""
@@ -210,6 +224,7 @@ class Trainer:
         if resume:
             self.resume()
         run, optim = self.config.run, self.config.optim
+        metric = TASK_EVALUATIONS[self.config.data.task].metric
         started = time.perf_counter()
         progress = tqdm(
             total=optim.max_steps,
@@ -230,8 +245,8 @@ class Trainer:
             evaluate_now = self.step % run.eval_every == 0 or self.step == optim.max_steps
             if evaluate_now:
                 metrics, _ = self.evaluate()
-                improved = metrics["mIoU"] > self.best
-                self.best = max(self.best, float(metrics["mIoU"]))
+                improved = metrics[metric] > self.best
+                self.best = max(self.best, float(metrics[metric]))
                 self.stale_evals = 0 if improved else self.stale_evals + 1
                 stopped_early = run.patience is not None and self.stale_evals >= run.patience
                 self.log({"step": self.step, "split": "val", **metrics})
@@ -242,7 +257,7 @@ class Trainer:
         summary = {
             "step": self.step,
             "stopped_early": stopped_early,
-            "best_mIoU": self.best,
+            f"best_{metric}": self.best,
             "best_checkpoint": str(self.store.pointer("best")),
             "last_checkpoint": str(self.store.pointer("last")),
             "train_seconds_this_process": round(time.perf_counter() - started, 2),

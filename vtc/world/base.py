@@ -89,7 +89,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             "|---|---|---|---|",
             *rows,
             "",
-            "Multiple-choice accuracy is not reported: the model path has no multiple-choice head yet (issue #16).",
+            "Multiple-choice accuracy is not reported: this base learned moment retrieval only (issue #15: a mixture).",
             "",
         ]
     )

@@ -1,6 +1,7 @@
 """The `synthetic` data source: `SyntheticMoments` videos as training samples of `num_frames` uniformly sampled
-frames, the words of their queries (a tiny language model's vocabulary), the held-out test split, and the
-pre-training of a `scene` encoder that a config names without weights."""
+frames (moment samples, or multiple-choice samples of the `choice` and `needle` variants with `data.task: choice`),
+the words of their queries (a tiny language model's vocabulary), the held-out test split, and the pre-training of a
+`scene` encoder that a config names without weights."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vtc.train.config import DataConfig, TrainConfig
+from vtc.lmm.answers import choice_fields
+from vtc.train.config import TASKS, DataConfig, TrainConfig
 from vtc.train.data import DataSource
+from vtc.utils.checks import check_choice
 from vtc.world.pretrain import DEFAULT_PRETRAIN_STEPS, cached_scene_encoder
 from vtc.world.raster import COLOURS, SHAPES
 from vtc.world.scene_encoder import DEFAULT_WIDTH
@@ -28,11 +31,17 @@ def uniform_frame_indices(total: int, count: int) -> np.ndarray:
 
 class SyntheticSamples(Dataset):
     """`SyntheticMoments` items with `num_frames` frames sampled uniformly: `frames [num_frames, H, W, 3]` uint8,
-    `timestamps [num_frames]`, `query`, `window (start, end)`, `duration`, `qid`. With `cache`, each sample is
-    rendered once and kept in memory (num_frames * H * W * 3 bytes each)."""
+    `timestamps [num_frames]`, `duration`, `qid`, and what the `task` asks: a moment's `query` and `window (start,
+    end)`, or (`task="choice"`, the `choice` and `needle` variants) a question's `choice_fields`. With `cache`, each
+    sample is rendered once and kept in memory (num_frames * H * W * 3 bytes each)."""
 
-    def __init__(self, moments: SyntheticMoments, num_frames: int, cache: bool = False) -> None:
-        self.moments = moments
+    def __init__(self, moments: SyntheticMoments, num_frames: int, cache: bool = False, task: str = "moment") -> None:
+        if task == "choice" and moments.variant == "moment":
+            raise ValueError(
+                "data.task 'choice' asks multiple-choice questions, which the synthetic 'moment' variant has none "
+                "of: set data.synthetic.variant to 'choice' or 'needle'"
+            )
+        self.moments, self.task = moments, check_choice("task", task, TASKS)
         self.indices = uniform_frame_indices(moments.num_frames, num_frames)
         self.cache: dict[int, dict[str, Any]] | None = {} if cache else None
 
@@ -49,14 +58,15 @@ class SyntheticSamples(Dataset):
     def sample(self, index: int) -> dict[str, Any]:
         """Render the `num_frames` sampled frames of sample `index`."""
         video = self.moments.render(index, self.indices)
-        return {
+        visual = {
             "qid": video.video_id,
             "frames": torch.from_numpy(video.frames),
             "timestamps": torch.from_numpy(video.timestamps),
-            "query": video.query,
-            "window": video.window,
             "duration": video.duration,
         }
+        if self.task == "choice":
+            return {**visual, **choice_fields(video.question, video.options, video.answer)}
+        return {**visual, "query": video.query, "window": video.window}
 
 
 def synthetic_datasets(config: DataConfig) -> tuple[SyntheticSamples, SyntheticSamples]:
@@ -64,8 +74,8 @@ def synthetic_datasets(config: DataConfig) -> tuple[SyntheticSamples, SyntheticS
     train = SyntheticMoments(num_videos=config.num_train, **config.synthetic)
     val = SyntheticMoments(num_videos=config.num_val, **{**config.synthetic, "seed": config.val_seed})
     return (
-        SyntheticSamples(train, config.num_frames, config.cache_in_memory),
-        SyntheticSamples(val, config.num_frames, config.cache_in_memory),
+        SyntheticSamples(train, config.num_frames, config.cache_in_memory, config.task),
+        SyntheticSamples(val, config.num_frames, config.cache_in_memory, config.task),
     )
 
 
@@ -73,7 +83,7 @@ def synthetic_test_samples(data: DataConfig, num_videos: int, cache: bool = Fals
     """The held-out synthetic test split of a data config: `num_videos` videos with a seed of their own
     (`val_seed + 1`, so neither the training nor the validation split), `num_frames` frames each."""
     moments = SyntheticMoments(num_videos=num_videos, **{**data.synthetic, "seed": data.val_seed + 1})
-    return SyntheticSamples(moments, data.num_frames, cache)
+    return SyntheticSamples(moments, data.num_frames, cache, data.task)
 
 
 def pretrained_scene_encoder(encoder: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
