@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundations", ("vtc.video", "vtc.data", "vtc.data.*", "vtc.ssm", "vtc.ssm.*")),
     ("compressors", ("vtc.compressors", "vtc.compressors.*", "vtc.budget")),
     ("encoders", ("vtc.encoders", "vtc.encoders.*")),
-    ("lmm", ("vtc.lmm", "vtc.lmm.*")),
+    ("lmm", ("vtc.lmm", "vtc.lmm.*", "vtc.integrations", "vtc.integrations.*")),
     ("eval", ("vtc.eval", "vtc.eval.*")),
     ("train", ("vtc.train", "vtc.train.*")),
     ("bench", ("vtc.bench", "vtc.bench.*")),

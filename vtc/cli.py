@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "base": ("vtc.world.base", "train, score and export the embedded benchmark's base video LLM (with its card)"),
     "data": ("vtc.world.cli", "data tools: check a data config's splits; write the synthetic benchmark as mp4 files"),
     "features": ("vtc.encoders.cli", "encode videos once into a resumable feature cache (safetensors shards)"),
+    "predict": ("vtc.integrations.cli", "answer queries about a video (encoded once), with tokens and stage times"),
 }
 DEBUG_FLAG = "--debug"
 # What the library raises for a user's mistake (KeyError: an unknown registry name; OSError: file access).
