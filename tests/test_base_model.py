@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_runs import TINY_SYNTHETIC
 
 import vtc.world  # noqa: F401  (registers the synthetic source and the patch encoder)
 from vtc.data.batch import collate
@@ -23,8 +24,6 @@ from vtc.world.patch_encoder import PatchEncoder, cell_classes, cell_contents, g
 from vtc.world.scene_encoder import SceneSegmenter
 from vtc.world.source import SyntheticSamples
 from vtc.world.synthetic import SyntheticMoments
-
-SYNTHETIC = {"duration": 4.0, "fps": 1.0, "frame_size": 16, "num_distractors": 1, "event_length": [1, 2]}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +55,7 @@ def test_position_code_is_distinct_per_cell_and_change_is_zero_first():
 
 def test_patch_encoder_gives_a_grid_of_tokens_and_refuses_missing_weights(segmenter_weights):
     encoder = PatchEncoder(grid=(2, 4), width=4, path=str(segmenter_weights))
-    frames = torch.from_numpy(SyntheticMoments(num_videos=1, **SYNTHETIC).render(0).frames)
+    frames = torch.from_numpy(SyntheticMoments(num_videos=1, **TINY_SYNTHETIC).render(0).frames)
     tokens = encoder.encode(frames)
     assert tokens.shape == (len(frames), 8, encoder.output_dim) and encoder.grid == (2, 4)
     torch.testing.assert_close(tokens[..., :25].sum(-1), torch.ones(len(frames), 8))  # every pixel counted once
@@ -99,7 +98,7 @@ def test_the_encoder_grid_reaches_the_compressors_that_read_it(tmp_path, segment
     config = model_config(tmp_path, segmenter_weights, compressor={"name": "avgpool2d", "pool": 2})
     model = build_model(config)
     assert model.compressor.config["grid"] == [2, 4]  # a non-square 2 x 4 grid, not the square root of 8
-    samples = SyntheticSamples(SyntheticMoments(num_videos=2, **SYNTHETIC), num_frames=3)
+    samples = SyntheticSamples(SyntheticMoments(num_videos=2, **TINY_SYNTHETIC), num_frames=3)
     assert model.visual_tokens(batch_of(samples)).tokens.shape[1] == 3 * 1 * 2
     with_qformer = build_model({**config, "qformer": {"num_queries": 4, "hidden": 8, "num_heads": 2}})
     assert with_qformer.compressor.config["grid"] is None  # queries have no grid: the square root of 4 is used
@@ -119,7 +118,7 @@ def test_a_saved_base_answers_as_the_model_it_was_saved_from(tmp_path, segmenter
         save_base_model(model, base, card={})
     rebuilt = build_model(base_model_config(base, {})).eval()
     assert load_base_weights(rebuilt, base) == ["qformer", "projector", "saliency_head"]
-    samples = SyntheticSamples(SyntheticMoments(num_videos=2, **SYNTHETIC), num_frames=3)
+    samples = SyntheticSamples(SyntheticMoments(num_videos=2, **TINY_SYNTHETIC), num_frames=3)
     batch = batch_of(samples)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(batch), model(batch))
@@ -141,7 +140,7 @@ def test_adapting_from_a_base_trains_only_the_compressor_projector_and_lora(tmp_
                 "llm": {"mode": "lora"},
             },
         },
-        "data": {"source": "synthetic", "synthetic": SYNTHETIC, "num_train": 4, "num_val": 2, "num_frames": 3},
+        "data": {"source": "synthetic", "synthetic": TINY_SYNTHETIC, "num_train": 4, "num_val": 2, "num_frames": 3},
         "optim": {"lr": 1e-2, "batch_size": 2, "max_steps": 3},
         "run": {"output_dir": str(tmp_path / "run"), "eval_every": 3, "progress": False},
     }
@@ -182,7 +181,7 @@ def test_vtc_base_trains_scores_and_exports_a_base_with_its_card(tmp_path, capsy
         "model.tiny_lm={kind: t5, hidden: 16, layers: 1, heads: 2}",
         "model.lmm.qformer={num_queries: 4, hidden: 8, depth: 1, num_heads: 2}",
         "model.lmm.encoder={type: patch, grid: 2, width: 4, pretrain_steps: 2}",
-        f"data.synthetic={json.dumps(SYNTHETIC)}",
+        f"data.synthetic={json.dumps(TINY_SYNTHETIC)}",
         "data.num_frames=2",
         "model.lmm.time_tokens=2",
         "data.num_train=4",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from tiny_runs import tiny_run_overrides
+from tiny_runs import save_tiny_base, tiny_run_overrides
 
 from vtc.compressors import list_compressors
 from vtc.world.compare.blind import best_constant_window
@@ -69,25 +69,7 @@ def test_presets_and_their_overrides():
 
 
 def test_compare_on_a_base_adapts_every_method_and_evaluates_training_free_ones_untrained(tmp_path):
-    from test_base_model import SYNTHETIC
-
-    from vtc.lmm.base_model import save_base_model
-    from vtc.lmm.model import build_model
-    from vtc.lmm.tiny import save_tiny_lm
-    from vtc.world.pretrain import cached_scene_encoder
-
-    weights, _ = cached_scene_encoder(tmp_path / "cache", SYNTHETIC, width=4, steps=2)
-    lm = save_tiny_lm(tmp_path / "lm", "t5", 16, 1, 2)
-    base = build_model(
-        {
-            "encoder": {"type": "patch", "grid": 2, "width": 4, "path": str(weights)},
-            "qformer": {"num_queries": 4, "hidden": 8, "num_heads": 2},
-            "projector": "mlp",
-            "llm": {"path": str(lm), "mode": "full"},
-            "time_tokens": 2,
-        }
-    )
-    folder = save_base_model(base, tmp_path / "base", card={})
+    folder, overrides = save_tiny_base(tmp_path, tmp_path / "cache")
     settings = CompareSettings.preset(
         "base",
         methods=["none", "random", "stac"],
@@ -95,16 +77,7 @@ def test_compare_on_a_base_adapts_every_method_and_evaluates_training_free_ones_
         budgets=[0.5],
         seeds=[0, 1],
         base=str(folder),
-        overrides=[
-            "data.num_frames=2",
-            f"data.synthetic={json.dumps(SYNTHETIC)}",
-            "optim.max_steps=2",
-            "run.eval_every=2",
-            "data.num_train=4",
-            "data.num_val=2",
-            "optim.batch_size=2",
-            f"run.cache_dir={tmp_path / 'cache'}",
-        ],
+        overrides=overrides,
         num_test=2,
         output_dir=str(tmp_path / "compare"),
         progress=False,

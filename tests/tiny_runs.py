@@ -1,8 +1,13 @@
-"""Overrides that make `vtc compare` / `vtc demo` runs tiny: a few steps, videos and a 2-step scene encoder."""
+"""Tiny `vtc compare` / `vtc demo` runs: overrides for a few steps, videos and a 2-step scene encoder, and a tiny
+saved base model to adapt from."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+# Tiny synthetic videos: 4 frames of 16 x 16 pixels, one distractor.
+TINY_SYNTHETIC = {"duration": 4.0, "fps": 1.0, "frame_size": 16, "num_distractors": 1, "event_length": [1, 2]}
 
 
 def tiny_run_overrides(cache_dir: Path) -> list[str]:
@@ -16,3 +21,35 @@ def tiny_run_overrides(cache_dir: Path) -> list[str]:
         "model.lmm.encoder.pretrain_steps=2",
         f"run.cache_dir={cache_dir}",
     ]
+
+
+def save_tiny_base(folder: Path, cache_dir: Path) -> tuple[Path, list[str]]:
+    """A tiny base (2 x 2 patch encoder -> 4-query Q-Former -> MLP -> 1-layer T5) saved in `folder`, and the
+    overrides that adapt from it in seconds on `TINY_SYNTHETIC` videos of 2 frames."""
+    from vtc.lmm.base_model import save_base_model
+    from vtc.lmm.model import build_model
+    from vtc.lmm.tiny import save_tiny_lm
+    from vtc.world.pretrain import cached_scene_encoder
+
+    weights, _ = cached_scene_encoder(cache_dir, TINY_SYNTHETIC, width=4, steps=2)
+    lm = save_tiny_lm(folder / "lm", "t5", 16, 1, 2)
+    base = build_model(
+        {
+            "encoder": {"type": "patch", "grid": 2, "width": 4, "path": str(weights)},
+            "qformer": {"num_queries": 4, "hidden": 8, "num_heads": 2},
+            "projector": "mlp",
+            "llm": {"path": str(lm), "mode": "full"},
+            "time_tokens": 2,
+        }
+    )
+    overrides = [
+        "data.num_frames=2",
+        f"data.synthetic={json.dumps(TINY_SYNTHETIC)}",
+        "optim.max_steps=2",
+        "run.eval_every=2",
+        "data.num_train=4",
+        "data.num_val=2",
+        "optim.batch_size=2",
+        f"run.cache_dir={cache_dir}",
+    ]
+    return save_base_model(base, folder / "base", card={}), overrides
