@@ -16,11 +16,11 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) $(TORCH)
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e .
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[fast]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[dev,bench,quant]"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[fast,dev,bench,quant]"
 	touch $@
 
 setup: $(VENV)/.installed

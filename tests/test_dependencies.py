@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
 
 ROOT = Path(__file__).resolve().parent.parent
 MUST_BE_BOUNDED = ("transformers", "peft", "accelerate")
-PINNED_EXTRAS = ("dev", "bench", "quant")  # what `make test` installs with constraints.txt (not cuda)
+PINNED_EXTRAS = ("fast", "dev", "bench", "quant")  # what `make test` installs with constraints.txt (not cuda)
 
 
 def project() -> dict:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from vtc.ssm import Mamba, Mamba2, dispatch, selective_scan, ssd_scan
+from vtc.ssm import scan as scan_module
 from vtc.ssm.mamba import BiMamba
 
 ALL = frozenset(dispatch.KERNELS)
@@ -18,8 +19,11 @@ NONE: frozenset[str] = frozenset()
     ("device", "kernels", "has_state", "expected"),
     [
         ("cpu", NONE, False, "chunked"),
-        ("cpu", ALL, False, "chunked"),  # the kernels are CUDA kernels
+        ("cpu", ALL, False, "numba"),  # the other kernels are CUDA kernels
+        ("cpu", ALL, True, "numba"),  # the Numba scan takes a carried state
+        ("cpu", ALL - {"numba_scan"}, False, "chunked"),  # numba not installed
         ("cuda", NONE, False, "chunked"),
+        ("cuda", ALL - {"selective_scan"}, True, "chunked"),  # the Numba scan runs on CPU tensors only
         ("cuda", ALL, False, "cuda"),
         ("cuda", ALL, True, "chunked"),  # selective_scan_fn takes no initial state
         ("cuda", ALL - {"selective_scan"}, False, "chunked"),
@@ -33,6 +37,11 @@ def test_explicit_scan_backends_are_kept_or_refused():
     assert dispatch.scan_backend("reference", "cuda", ALL, False) == "reference"
     assert dispatch.scan_backend("chunked", "cuda", ALL, False) == "chunked"
     assert dispatch.scan_backend("cuda", "cuda", ALL, False) == "cuda"
+    assert dispatch.scan_backend("numba", "cpu", ALL, True) == "numba"
+    with pytest.raises(RuntimeError, match="numba installed"):
+        dispatch.scan_backend("numba", "cpu", ALL - {"numba_scan"}, False)
+    with pytest.raises(RuntimeError, match="CPU tensors"):
+        dispatch.scan_backend("numba", "cuda", ALL, False)
     with pytest.raises(RuntimeError, match="mamba_ssm installed"):
         dispatch.scan_backend("cuda", "cpu", ALL, False)
     with pytest.raises(RuntimeError, match="mamba_ssm installed"):
@@ -123,11 +132,18 @@ def _fake_ssd(x, dt, A, B, C, chunk_size, D=None, initial_states=None, return_fi
     return ssd_scan(x, dt, A, B, C, chunk_size, D, initial_states, return_final_states, backend="chunked")
 
 
+def _fake_numba_scan(u, delta, A, B, C, state, D, z):
+    """`vtc.ssm.scan_numba.numba_scan`, computed by the chunked scan."""
+    y, last = scan_module._scan_chunked_tiles(u, delta, A, B, C, state)
+    return (y + u * D[:, None]) * F.silu(z), last
+
+
 FAKES = {
     "selective_scan": _fake_selective_scan_fn,
     "causal_conv1d": _fake_causal_conv1d_fn,
     "state_update": _fake_selective_state_update,
     "ssd": _fake_ssd,
+    "numba_scan": _fake_numba_scan,
 }
 
 
@@ -179,11 +195,38 @@ def test_a_fresh_state_takes_the_fused_scan_and_conv(fused_on_cpu):
     torch.testing.assert_close(fused.state.ssm, expected.state.ssm)
 
 
-def test_a_carried_state_stays_on_the_pytorch_scan(fused_on_cpu):
+def test_a_carried_state_skips_the_cuda_scan(fused_on_cpu):
     mixer, x = _mixer_and_input()
     with torch.no_grad():
         mixer.forward_with_state(x[:, 3:], mixer.forward_with_state(x[:, :3]).state)
-    assert fused_on_cpu == ["causal_conv1d", "selective_scan"]  # the first (fresh) call only
+    # CUDA kernels for the first (fresh) call only; the carried state takes the CPU scan (these are CPU tensors).
+    assert fused_on_cpu == ["causal_conv1d", "selective_scan", "numba_scan"]
+
+
+def test_auto_takes_the_numba_scan_on_cpu_where_it_imports(monkeypatch):
+    """On CPU tensors "auto" runs the Numba scan when it imports and the chunked scan when it does not."""
+    calls: list[str] = []
+    real_kernel = dispatch.kernel
+
+    def with_numba(name):
+        if name != "numba_scan":
+            return real_kernel(name)
+
+        def call(*args):
+            calls.append(name)
+            return _fake_numba_scan(*args)
+
+        return call
+
+    mixer, x = _mixer_and_input()
+    monkeypatch.setattr(dispatch, "kernel", with_numba)
+    with torch.no_grad():
+        fast = mixer(x)
+    assert calls == ["numba_scan"]
+    monkeypatch.setattr(dispatch, "kernel", lambda name: None if name == "numba_scan" else real_kernel(name))
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(x), fast)
+    assert calls == ["numba_scan"]
 
 
 def test_bidirectional_mamba_takes_the_fused_scan_both_ways(fused_on_cpu):

@@ -1,4 +1,5 @@
-"""Selective scan backends against the sequential reference; SSD scan against the Mamba-1 reference."""
+"""Selective scan backends (chunked PyTorch, fused Numba) against the sequential reference; SSD scan against the
+Mamba-1 reference."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vtc.ssm import dispatch, selective_scan, ssd_scan
 from vtc.ssm import scan as scan_module
-from vtc.ssm import selective_scan, ssd_scan
+
+NUMBA = "numba_scan" in dispatch.available_kernels()
+# The fast backends, each held to the sequential reference by the same tests.
+FAST_BACKENDS = ["chunked", pytest.param("numba", marks=pytest.mark.skipif(not NUMBA, reason="numba not installed"))]
 
 
 def _inputs(batch, dim, state, length, groups, seed, with_d, with_z, with_bias, with_state, delta_scale=1.0):
@@ -52,6 +57,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
 
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 @settings(max_examples=25, deadline=None)
 @given(
     batch=st.integers(1, 2),
@@ -62,24 +68,25 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     flags=st.tuples(*[st.booleans()] * 5),
     seed=st.integers(0, 10_000),
 )
-def test_chunked_matches_reference(batch, dim, state, length, groups, flags, seed):
+def test_fast_backend_matches_reference(backend, batch, dim, state, length, groups, flags, seed):
     with_d, with_z, with_bias, with_state, softplus = flags
     inputs = _inputs(batch, dim, state, length, groups, seed, with_d, with_z, with_bias, with_state)
     y_ref, last_ref, grads_ref = _run("reference", inputs, softplus)
-    y, last, grads = _run("chunked", inputs, softplus)
+    y, last, grads = _run(backend, inputs, softplus)
     assert _relative(y, y_ref) < 1e-4
     assert _relative(last, last_ref) < 1e-4
     for name, grad in grads.items():
         assert _relative(grad, grads_ref[name]) < 1e-4, name
 
 
-def test_chunked_exact_under_extreme_decay():
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_exact_under_extreme_decay(backend):
     """Steps whose decay underflows fp32 (delta*A << -87) must not produce NaN or lose precision."""
     inputs = _inputs(1, 4, 3, 200, 0, 0, True, False, False, False)
     inputs["delta"] = inputs["delta"].abs() * 40
     inputs["delta"][..., 120:] *= 0.001
     y_ref, last_ref, grads_ref = _run("reference", inputs, softplus=False)
-    y, last, grads = _run("chunked", inputs, softplus=False)
+    y, last, grads = _run(backend, inputs, softplus=False)
     assert torch.isfinite(y).all()
     assert _relative(y, y_ref) < 1e-4 and _relative(last, last_ref) < 1e-4
     for name, grad in grads.items():
@@ -98,25 +105,42 @@ def test_chunk_bounds_shrink_only_where_needed():
         assert end - start == 1 or float((delta[..., start:end] * 1.0).sum()) <= scan_module.MAX_CHUNK_DECAY
 
 
-def test_long_sequence_is_numerically_safe():
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_long_sequence_is_numerically_safe(backend):
     """65,536 steps: no overflow, and agreement with the sequential loop."""
     inputs = _inputs(1, 2, 2, 65_536, 0, 1, True, False, True, False)
     with torch.no_grad():
         y_ref = selective_scan(**inputs, delta_softplus=True, backend="reference")
         y = selective_scan(
-            **{k: v.float() if v is not None else v for k, v in inputs.items()}, delta_softplus=True, backend="chunked"
+            **{k: v.float() if v is not None else v for k, v in inputs.items()}, delta_softplus=True, backend=backend
         )
     assert torch.isfinite(y).all()
     assert _relative(y.double(), y_ref) < 1e-4
 
 
-def test_auto_backend_is_chunked_on_cpu_and_dtype_is_kept():
+def test_auto_backend_on_cpu_is_numba_where_it_imports_and_dtype_is_kept():
     inputs = _inputs(1, 4, 2, 10, 0, 0, True, True, False, False)
     inputs = {k: v.to(torch.bfloat16) if v is not None else v for k, v in inputs.items()}
     y_auto = selective_scan(**inputs, delta_softplus=True)
-    y_chunked = selective_scan(**inputs, delta_softplus=True, backend="chunked")
+    y_expected = selective_scan(**inputs, delta_softplus=True, backend="numba" if NUMBA else "chunked")
     assert y_auto.dtype == torch.bfloat16
-    assert torch.equal(y_auto, y_chunked)
+    assert torch.equal(y_auto, y_expected)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_accumulate_in_fp32(backend, dtype):
+    """fp16 / bf16 inputs: the scan runs in fp32 like the reference, so outputs differ by the final rounding only,
+    and every gradient comes back in its input's dtype."""
+    inputs = _inputs(2, 4, 3, 300, 1, 3, True, True, True, True)
+    inputs = {k: v.to(dtype) if v is not None else v for k, v in inputs.items()}
+    y_ref, last_ref, grads_ref = _run("reference", inputs, softplus=True)
+    y, last, grads = _run(backend, inputs, softplus=True)
+    assert y.dtype == dtype and last.dtype == torch.float32
+    assert _relative(y, y_ref) < 1e-2 and _relative(last, last_ref) < 1e-4
+    for name, grad in grads.items():
+        assert grad.dtype == dtype, name
+        assert _relative(grad, grads_ref[name]) < 1e-2, name
 
 
 @pytest.mark.parametrize(
@@ -143,6 +167,24 @@ def test_unknown_backend_and_unavailable_cuda():
         selective_scan(**inputs, backend="fast")
     with pytest.raises(RuntimeError, match="mamba_ssm"):
         selective_scan(**inputs, backend="cuda")
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba not installed")
+def test_numba_scan_does_not_depend_on_the_thread_count(monkeypatch):
+    """With two threads and one (row, group), the backward pass splits the channels into two pieces that sum their
+    own B and C gradients; the result must be that of one thread, up to the order of fp32 sums."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: numba runs one thread")
+    inputs = _inputs(1, 12, 4, 150, 0, 5, True, True, True, True)
+    results = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(torch, "get_num_threads", lambda threads=threads: threads)
+        results[threads] = _run("numba", inputs, softplus=True)
+    (y_one, last_one, grads_one), (y, last, grads) = results[1], results[2]
+    assert torch.equal(y, y_one) and torch.equal(last, last_one)
+    for name, grad in grads.items():
+        assert _relative(grad, grads_one[name]) < 1e-6, name
 
 
 @settings(max_examples=10, deadline=None)
@@ -199,3 +241,25 @@ def test_split_chunks_follows_irregular_bounds():
     chunks = scan_module._split_chunks(torch.arange(65.0).view(1, 65), [(0, 30), (30, 65)])
     assert [chunk.shape[-1] for chunk in chunks] == [30, 35]
     assert torch.equal(torch.cat(chunks, dim=-1), torch.arange(65.0).view(1, 65))
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba not installed")
+def test_numba_kernels_compile_without_a_writable_cache(monkeypatch):
+    """Where no cache folder is writable Numba refuses `cache=True` when decorating; the kernels then compile
+    without the cache instead of failing to import (a read-only install)."""
+    from vtc.ssm import scan_numba
+
+    options_used = []
+
+    def njit(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'kernel': no locator available for file 'scan_numba.py'")
+        options_used.append(options)
+        return lambda function: function
+
+    def kernel():
+        return 1
+
+    monkeypatch.setattr(scan_numba, "njit", njit)
+    assert scan_numba._jit(fastmath=True)(kernel) is kernel
+    assert options_used == [{"fastmath": True}]

@@ -1,11 +1,12 @@
-"""`vtc bench scan`: our Mamba mixer (chunked scan) against transformers' MambaMixer torch path, mambapy's parallel
+"""`vtc bench scan`: our Mamba mixer against transformers' MambaMixer torch path, mambapy's parallel
 scan, and our own sequential reference loop, at the sizes of the foundation issue (batch 2, hidden 256, expand 2,
 state 16, fp32). `vtc-no-scan` is our mixer with the selective scan left out: the floor that no scan algorithm can go
 below, since the projections, convolution and activations around the scan are the same work in every implementation.
 
-`vtc` is the mixer with `backend="auto"` (the chunked scan on a CPU; on CUDA with `mamba_ssm`, its fused kernels),
-`vtc-chunked` the same mixer held to the pure-PyTorch path; with `--device cuda` the table adds `vtc` against
-`vtc-chunked`, and `--parity` compares the two on the same inputs (max abs difference of outputs and input grads).
+`vtc` is the mixer with `backend="auto"` (the fused Numba scan on a CPU where numba imports, else the chunked one;
+on CUDA with `mamba_ssm`, its fused kernels), `vtc-chunked` the same mixer held to the pure-PyTorch path; with
+`--device cuda` the table adds `vtc` against `vtc-chunked`, and `--parity` compares the two on the same inputs (max
+abs difference of outputs and input grads).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Which implementation runs: the fused CUDA kernels of `mamba_ssm` / `causal_conv1d` or the pure-PyTorch code.
+"""Which implementation runs: the fused CUDA kernels of `mamba_ssm` / `causal_conv1d`, the fused CPU scan compiled
+with Numba (`vtc.ssm.scan_numba`), or the pure-PyTorch code.
 
 The decisions are pure functions of the device type, the set of kernels that import, and whether a carried state
 enters, so they are tested without a GPU. `kernel(name)` imports a kernel once (None when it does not import).
-A fresh state (no state passed) is the case the fused sequence kernels take; a carried state goes to the PyTorch scan
-(`selective_scan_fn` has no initial state), except for Mamba-2's kernel, which takes one.
+A fresh state (no state passed) is the case the fused CUDA sequence kernels take; a carried state goes to the PyTorch
+scan (`selective_scan_fn` has no initial state), except for Mamba-2's kernel, which takes one. On a CPU the Numba scan
+takes both.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ import functools
 import importlib
 from collections.abc import Callable
 
-BACKENDS = ("auto", "reference", "chunked", "cuda")
+BACKENDS = ("auto", "reference", "chunked", "numba", "cuda")
 SSD_BACKENDS = ("auto", "chunked", "cuda")
 # Device types the fused kernels run on (they are CUDA kernels; tests widen this to run fakes on CPU tensors).
 KERNEL_DEVICES: tuple[str, ...] = ("cuda",)
-# name -> (module, attribute) of each fused kernel, as `mamba_ssm.modules.mamba_simple` / `mamba2` import them.
+# name -> (module, attribute) of each fused kernel, as `mamba_ssm.modules.mamba_simple` / `mamba2` import them, and
+# the CPU scan, which imports where `numba` does (`pip install vtc[fast]`).
 KERNELS = {
     "selective_scan": ("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"),
     "state_update": ("mamba_ssm.ops.triton.selective_state_update", "selective_state_update"),
     "ssd": ("mamba_ssm.ops.triton.ssd_combined", "mamba_chunk_scan_combined"),
     "causal_conv1d": ("causal_conv1d", "causal_conv1d_fn"),
+    "numba_scan": ("vtc.ssm.scan_numba", "numba_scan"),
 }
 
 
@@ -47,12 +51,16 @@ def fused(name: str, device_type: str, kernels: frozenset[str]) -> bool:
 
 def scan_backend(requested: str, device_type: str, kernels: frozenset[str], has_state: bool) -> str:
     """Backend of `selective_scan` (Mamba-1): "auto" takes `selective_scan_fn` (Gu & Dao 2023, Sec. 3.3.2, the
-    hardware-aware scan) on its device when no state is carried in, else the chunked PyTorch scan."""
+    hardware-aware scan) on its device when no state is carried in, else the Numba scan on a CPU where it imports,
+    else the chunked PyTorch scan."""
     if requested not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {requested!r}")
     available = fused("selective_scan", device_type, kernels)
+    cpu_scan = device_type == "cpu" and "numba_scan" in kernels
     if requested == "auto":
-        return "cuda" if available and not has_state else "chunked"
+        return "cuda" if available and not has_state else "numba" if cpu_scan else "chunked"
+    if requested == "numba" and not cpu_scan:
+        raise RuntimeError("backend='numba' needs numba installed (pip install vtc[fast]) and CPU tensors")
     if requested == "cuda" and not available:
         raise RuntimeError("backend='cuda' needs mamba_ssm installed (pip install vtc[cuda]) and CUDA tensors")
     if requested == "cuda" and has_state:

@@ -10,9 +10,11 @@ Backends of `selective_scan`:
   chunk-start states), not autograd through the forward. All accumulation is fp32. The closed form needs
   `exp(-cumsum(delta A))` inside a chunk; chunks are shortened wherever the decay within one would exceed
   `exp(-MAX_CHUNK_DECAY)`, so the result is exact (to fp32) for any decay and any length.
+- `"numba"`: the fused CPU scan of `vtc.ssm.scan_numba` (forward and backward compiled with Numba, fp32), when
+  `numba` imports and inputs are on the CPU.
 - `"cuda"`: `mamba_ssm.ops.selective_scan_interface.selective_scan_fn`, when importable and inputs are on CUDA.
-- `"auto"`: `"cuda"` where possible (and no `initial_state` is given, which the kernel does not take), else `"chunked"`
-  (the decision: `vtc.ssm.dispatch.scan_backend`).
+- `"auto"`: `"cuda"` where possible (and no `initial_state` is given, which the kernel does not take), else `"numba"`
+  where possible, else `"chunked"` (the decision: `vtc.ssm.dispatch.scan_backend`).
 
 `ssd_scan` runs `mamba_ssm`'s `mamba_chunk_scan_combined` under the same conditions (`vtc.ssm.dispatch.ssd_backend`).
 """
@@ -80,14 +82,17 @@ def selective_scan(
     B = B.float() if B.dim() == 4 else B.float().unsqueeze(1)
     C = C.float() if C.dim() == 4 else C.float().unsqueeze(1)
     state = initial_state.float() if initial_state is not None else u.new_zeros(batch, dim, A.shape[1])
-    if backend == "reference":
-        y, last_state = _scan_reference(u, delta, A, B, C, state)
+    D = None if D is None else D.float()
+    z = None if z is None else z.float()
+    if backend == "numba":  # skip and gate fused into the scan
+        y, last_state = dispatch.kernel("numba_scan")(u, delta, A, B, C, state, D, z)
     else:
-        y, last_state = _scan_chunked_tiles(u, delta, A, B, C, state)
-    if D is not None:
-        y = y + u * D.float()[:, None]
-    if z is not None:
-        y = y * F.silu(z.float())
+        scan = _scan_reference if backend == "reference" else _scan_chunked_tiles
+        y, last_state = scan(u, delta, A, B, C, state)
+        if D is not None:
+            y = y + u * D[:, None]
+        if z is not None:
+            y = y * F.silu(z)
     y = y.to(dtype)
     return (y, last_state) if return_last_state else y
 
