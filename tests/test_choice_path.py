@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_runs import TINY_SYNTHETIC, TINY_TRAINING
 
 import vtc.world  # noqa: F401  (registers the synthetic data source)
 from vtc.data.choices import LETTERS, parse_choice
@@ -25,27 +26,11 @@ from vtc.world.cli import write_synthetic
 from vtc.world.source import SyntheticSamples
 from vtc.world.synthetic import SyntheticMoments
 
-SYNTHETIC = {"duration": 4.0, "fps": 1.0, "frame_size": 16, "num_distractors": 1, "event_length": [1, 2]}
 TINY = {
-    "model": {
-        "tiny_lm": {"kind": "t5", "hidden": 16, "layers": 1, "heads": 2},
-        "lmm": {
-            "encoder": {"type": "tiny", "image_size": 16, "patch_size": 8, "dim": 16, "depth": 1, "heads": 2},
-            "compressor": {"name": "none"},
-            "projector": "linear",
-            "llm": {"mode": "full"},
-            "max_new_tokens": 3,
-        },
-    },
-    "data": {
-        "source": "synthetic",
-        "task": "choice",
-        "synthetic": {**SYNTHETIC, "variant": "choice"},
-        "num_train": 8,
-        "num_val": 2,
-        "num_frames": 2,
-    },
-    "optim": {"lr": 1e-3, "batch_size": 2, "max_steps": 4},
+    **TINY_TRAINING,
+    "model": {**TINY_TRAINING["model"], "lmm": {**TINY_TRAINING["model"]["lmm"], "max_new_tokens": 3}},
+    "data": {**TINY_TRAINING["data"], "task": "choice", "synthetic": {**TINY_SYNTHETIC, "variant": "choice"}},
+    "optim": {**TINY_TRAINING["optim"], "max_steps": 4},
     "run": {"eval_every": 2, "log_every": 1, "progress": False},
 }
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -72,7 +57,7 @@ def check_records(records: list[dict], metrics: dict) -> None:
 
 @pytest.mark.parametrize("variant", ["choice", "needle"])
 def test_synthetic_choice_samples_ask_the_rendered_question(variant):
-    moments = SyntheticMoments(num_videos=2, variant=variant, **SYNTHETIC)
+    moments = SyntheticMoments(num_videos=2, variant=variant, **TINY_SYNTHETIC)
     sample = SyntheticSamples(moments, num_frames=2, task="choice")[1]
     truth = moments[1]
     assert sample["query"] == format_choices(truth["question"], truth["options"])
@@ -82,7 +67,7 @@ def test_synthetic_choice_samples_ask_the_rendered_question(variant):
     moment_sample = SyntheticSamples(moments, num_frames=2)[1]
     assert moment_sample["query"] == truth["query"] and "answer" not in moment_sample
     with pytest.raises(ValueError, match="'moment' variant"):
-        SyntheticSamples(SyntheticMoments(num_videos=1, **SYNTHETIC), num_frames=2, task="choice")
+        SyntheticSamples(SyntheticMoments(num_videos=1, **TINY_SYNTHETIC), num_frames=2, task="choice")
 
 
 def test_questions_are_asked_in_every_rotation_unless_already_grouped():
@@ -180,7 +165,7 @@ def layout_records(question: dict, layout: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def synthetic_files(tmp_path_factory) -> tuple[Path, list[dict]]:
     folder = tmp_path_factory.mktemp("synth")
-    write_synthetic(SyntheticMoments(num_videos=6, variant="choice", seed=5, **SYNTHETIC), folder)
+    write_synthetic(SyntheticMoments(num_videos=6, variant="choice", seed=5, **TINY_SYNTHETIC), folder)
     return folder, read_jsonl(folder / "qa.jsonl")
 
 
@@ -221,7 +206,7 @@ def test_choice_task_refuses_a_saliency_loss(tmp_path):
 
 
 def test_moment_evaluation_writes_clip_saliency_for_the_highlight_metrics(tmp_path):
-    config = tiny_config(tmp_path / "run", task="moment", synthetic=SYNTHETIC)
+    config = tiny_config(tmp_path / "run", task="moment", synthetic=TINY_SYNTHETIC)
     config["model"]["lmm"] |= {"saliency_loss": 1.0, "max_new_tokens": 6}
     config["optim"]["max_steps"] = 2
     Trainer(from_dict(config)).fit()

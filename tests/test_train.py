@@ -17,38 +17,18 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from tiny_runs import TINY_TRAINING
 
 import vtc.world  # noqa: F401  (registers the synthetic data source and the scene encoder that the runs use)
 from vtc.lmm.model import VideoLMM
 from vtc.train.config import load_train_config, parse_override, save_train_config
 from vtc.train.trainer import Trainer, warmup_cosine
 
-TINY = {
-    "model": {
-        "tiny_lm": {"kind": "t5", "hidden": 16, "layers": 1, "heads": 2},
-        "lmm": {
-            "encoder": {"type": "tiny", "image_size": 16, "patch_size": 8, "dim": 16, "depth": 1, "heads": 2},
-            "compressor": {"name": "none"},
-            "projector": "linear",
-            "llm": {"mode": "full"},
-            "max_new_tokens": 6,
-        },
-    },
-    "data": {
-        "source": "synthetic",
-        "synthetic": {"duration": 4.0, "fps": 1.0, "frame_size": 16, "num_distractors": 1, "event_length": [1, 2]},
-        "num_train": 8,
-        "num_val": 2,
-        "num_frames": 2,
-    },
-    "optim": {"lr": 1e-3, "batch_size": 2, "max_steps": 10},
-    "run": {"eval_every": 5, "save_every": 1, "log_every": 1, "progress": False},
-}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 def write_config(directory: Path, **sections: dict) -> Path:
-    raw = json.loads(json.dumps(TINY))
+    raw = json.loads(json.dumps(TINY_TRAINING))
     for name, values in sections.items():
         raw[name] = {**raw[name], **values}
     path = directory / "tiny.yaml"
@@ -197,7 +177,9 @@ def test_evaluate_checkpoint_writes_predictions_and_metrics(tmp_path: Path) -> N
 
 def test_scene_encoder_is_pretrained_once_cached_and_its_features_kept(tmp_path: Path) -> None:
     scene = {"type": "scene", "width": 8, "pretrain_steps": 3}
-    config = write_config(tmp_path, model={**TINY["model"], "lmm": {**TINY["model"]["lmm"], "encoder": scene}})
+    config = write_config(
+        tmp_path, model={**TINY_TRAINING["model"], "lmm": {**TINY_TRAINING["model"]["lmm"], "encoder": scene}}
+    )
     overrides = [f"run.cache_dir={tmp_path / 'cache'}", "data.cache_in_memory=true", "optim.max_steps=4"]
     shared: dict = {}
     first = Trainer(load_train_config([config], [*overrides, f"run.output_dir={tmp_path / 'a'}"]), None, shared)

@@ -8,6 +8,22 @@ from pathlib import Path
 
 # Tiny synthetic videos: 4 frames of 16 x 16 pixels, one distractor.
 TINY_SYNTHETIC = {"duration": 4.0, "fps": 1.0, "frame_size": 16, "num_distractors": 1, "event_length": [1, 2]}
+# A training config that runs in seconds: tiny encoder and T5, 2 frames of 8 tiny videos, 10 steps.
+TINY_TRAINING = {
+    "model": {
+        "tiny_lm": {"kind": "t5", "hidden": 16, "layers": 1, "heads": 2},
+        "lmm": {
+            "encoder": {"type": "tiny", "image_size": 16, "patch_size": 8, "dim": 16, "depth": 1, "heads": 2},
+            "compressor": {"name": "none"},
+            "projector": "linear",
+            "llm": {"mode": "full"},
+            "max_new_tokens": 6,
+        },
+    },
+    "data": {"source": "synthetic", "synthetic": TINY_SYNTHETIC, "num_train": 8, "num_val": 2, "num_frames": 2},
+    "optim": {"lr": 1e-3, "batch_size": 2, "max_steps": 10},
+    "run": {"eval_every": 5, "save_every": 1, "log_every": 1, "progress": False},
+}
 
 
 def tiny_run_overrides(cache_dir: Path) -> list[str]:

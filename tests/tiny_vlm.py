@@ -10,6 +10,7 @@ processor object.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,16 +59,13 @@ def save_llava_onevision(directory: Path) -> Path:
     return directory
 
 
-def save_qwen2_5_vl(directory: Path) -> Path:
-    """A tiny `Qwen2_5_VLForConditionalGeneration` (4 px patches, 2 x 2 merge: a 4 x 4 grid per 2 frames)."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    torch.manual_seed(0)
+def qwen_parts(directory: Path, **text: Any) -> tuple[dict[str, int], dict[str, Any], dict[str, Any]]:
+    """The special-token ids, text config and shared vision config of a tiny Qwen-VL (4 px patches, 2 x 2 merge: a
+    4 x 4 grid per 2 frames), its tokenizer saved in `directory`; `text` adds or replaces text config keys."""
     tokenizer = save_tokenizer_with(directory, QWEN_TOKENS)
     names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
     ids = dict(zip(names, tokenizer.convert_tokens_to_ids(QWEN_TOKENS), strict=True))
-    text = {"vocab_size": len(tokenizer), "num_key_value_heads": 2, "bos_token_id": 1, "eos_token_id": 1, **TEXT}
-    text["rope_parameters"] = {"rope_type": "default", "mrope_section": [1, 1, 2]}
+    text_config = {"vocab_size": len(tokenizer), "num_key_value_heads": 2, "bos_token_id": 1, "eos_token_id": 1}
     vision = {
         "depth": 2,
         "hidden_size": 32,
@@ -77,13 +75,19 @@ def save_qwen2_5_vl(directory: Path) -> Path:
         "temporal_patch_size": TEMPORAL,
         "spatial_merge_size": MERGE,
         "out_hidden_size": 32,
-        "window_size": 16,
-        "fullatt_block_indexes": [1],
-        "tokens_per_second": 2,
     }
-    Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)).save_pretrained(
-        directory
-    )
+    return ids, {**text_config, **TEXT, **text}, vision
+
+
+def save_qwen2_5_vl(directory: Path) -> Path:
+    """A tiny `Qwen2_5_VLForConditionalGeneration` (windowed attention in the first vision layer)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    ids, text, vision = qwen_parts(directory, rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2]})
+    vision.update(window_size=16, fullatt_block_indexes=[1], tokens_per_second=2)
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
+    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(directory)
     return directory
 
 
@@ -92,27 +96,11 @@ def save_qwen3_vl(directory: Path) -> Path:
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     torch.manual_seed(0)
-    tokenizer = save_tokenizer_with(directory, QWEN_TOKENS)
-    names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-    ids = dict(zip(names, tokenizer.convert_tokens_to_ids(QWEN_TOKENS), strict=True))
-    text = {"vocab_size": len(tokenizer), "num_key_value_heads": 2, "head_dim": 8, "bos_token_id": 1, **TEXT}
-    text["rope_parameters"] = {"rope_type": "default", "mrope_section": [1, 1, 2], "mrope_interleaved": True}
-    text["eos_token_id"] = 1
-    vision = {
-        "depth": 2,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_heads": 4,
-        "patch_size": PATCH,
-        "temporal_patch_size": TEMPORAL,
-        "spatial_merge_size": MERGE,
-        "out_hidden_size": 32,
-        "num_position_embeddings": 64,
-        "deepstack_visual_indexes": [0],
-    }
-    Qwen3VLForConditionalGeneration(Qwen3VLConfig(text_config=text, vision_config=vision, **ids)).save_pretrained(
-        directory
-    )
+    rope = {"rope_type": "default", "mrope_section": [1, 1, 2], "mrope_interleaved": True}
+    ids, text, vision = qwen_parts(directory, head_dim=8, rope_parameters=rope)
+    vision.update(num_position_embeddings=64, deepstack_visual_indexes=[0])
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
+    Qwen3VLForConditionalGeneration(config).save_pretrained(directory)
     return directory
 
 
