@@ -36,9 +36,12 @@ test: setup-dev
 # Every measured figure of the README, on this machine (hours: the full scan reference loop and the comparison).
 RESULTS := docs/results
 COMPARE_RUN := runs/compare_results
+SHAPE_PREFILL := --frames 64 --threads 2 --repeats 3 --compressors mambamia stac tome avgpool2d --fractions 0.25 0.125 --json
 results: setup-dev
 	$(BIN)/vtc bench scan --json > $(RESULTS)/bench_scan.json
 	$(BIN)/vtc bench prefill --threads 2 --repeats 1 --budget 1600 --json > $(RESULTS)/bench_prefill.json
+	$(BIN)/vtc bench prefill --shape llava-onevision-0.5b --layers-measured 2 $(SHAPE_PREFILL) > $(RESULTS)/bench_prefill_llava_onevision_0.5b.json
+	$(BIN)/vtc bench prefill --shape qwen2.5-vl-3b --layers-measured 1 $(SHAPE_PREFILL) > $(RESULTS)/bench_prefill_qwen2.5_vl_3b.json
 	$(BIN)/vtc bench scaling --threads 2 --out $(RESULTS)/bench_scaling.png --json > $(RESULTS)/bench_scaling.json
 	$(BIN)/vtc bench streaming --threads 2 --json > $(RESULTS)/bench_streaming.json
 	$(BIN)/vtc compare --budgets 0.25 0.125 0.03125 --out $(COMPARE_RUN)

@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 from torch import nn
+from transformers import DynamicCache
 
-from vtc.bench import cost, device, prefill, scaling, scan, streaming
+from vtc.bench import cost, device, prefill, scaling, scan, shapes, streaming
 from vtc.bench.measure import measure
 from vtc.compressors import create_compressor
 
@@ -129,6 +130,100 @@ def test_prefill_with_a_budget_skips_methods_that_cannot_fit():
     assert [row["compressor"] for row in result["rows"]] == ["tome"]
     assert result["rows"][0]["llm_tokens"] == 8
     assert result["skipped"][0]["compressor"] == "none" and "cannot fit" in result["skipped"][0]["reason"]
+
+
+def test_shape_presets_match_the_published_configs():
+    from transformers import AutoModelForCausalLM
+
+    expected = {  # layers, heads, KV heads, head width, MLP, frames per group, tokens per group, width
+        "llava-onevision-0.5b": (24, 14, 2, 64, 4864, 1, 196, 896),
+        "qwen2.5-vl-3b": (36, 16, 2, 128, 11008, 2, 256, 2048),
+    }
+    for name, (layers, heads, kv_heads, head_dim, mlp, frames, tokens, width) in expected.items():
+        shape = shapes.SHAPES[name]
+        with torch.device("meta"):
+            llm = AutoModelForCausalLM.from_config(shape.language_model.config())
+        assert type(llm).__name__ == "Qwen2ForCausalLM" and llm.config._attn_implementation == "sdpa"
+        attention, mlp_layer = llm.model.layers[0].self_attn, llm.model.layers[0].mlp
+        assert len(llm.model.layers) == layers and llm.config.vocab_size == 151936
+        assert attention.q_proj.out_features == heads * head_dim == llm.config.hidden_size == width
+        assert attention.k_proj.out_features == kv_heads * head_dim and mlp_layer.up_proj.out_features == mlp
+        assert (shape.frames_per_group, shape.tokens_per_group, shape.vision_dim) == (frames, tokens, width)
+    assert shapes.SHAPES["qwen2.5-vl-3b"].groups(64) == 32 and shapes.SHAPES["llava-onevision-0.5b"].groups(64) == 64
+    with pytest.raises(ValueError, match="frames must be a positive multiple of 2, got 63"):
+        shapes.SHAPES["qwen2.5-vl-3b"].groups(63)
+
+
+def test_kv_cache_size_is_the_cache_the_model_fills():
+    qwen = shapes.SHAPES["qwen2.5-vl-3b"].language_model
+    assert shapes.kv_cache_bytes(qwen, 1000, 2) == 2 * 36 * 2 * 128 * 1000 * 2 == 36_864_000
+    tiny = shapes.LanguageModelShape("qwen2", layers=2, hidden=64, heads=4, kv_heads=2, intermediate=128, vocab=1)
+    llm = prefill.build_llm(tiny, layers=2)
+    cache = DynamicCache(config=llm.config)
+    with torch.no_grad():
+        llm(inputs_embeds=torch.randn(1, 7, 64), cache=cache, use_cache=True)
+    filled = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+    assert filled == shapes.kv_cache_bytes(tiny, 7, 4) == 2 * 2 * 2 * 16 * 7 * 4
+
+
+def test_scaled_seconds_counts_the_layers_time_scale_times(monkeypatch):
+    """Clock ticks 1 s per reading: start 0, first layer starts 1, last layer ends 2, end 3."""
+    ticks = iter(range(10))
+    monkeypatch.setattr(prefill, "now", lambda device: float(next(ticks)))
+    tiny = shapes.LanguageModelShape("qwen2", layers=4, hidden=64, heads=4, kv_heads=2, intermediate=128, vocab=1)
+    llm = prefill.build_llm(tiny, layers=2)
+    with torch.no_grad():
+        call = lambda: llm(inputs_embeds=torch.randn(1, 3, 64))  # noqa: E731
+        assert prefill.scaled_seconds(llm, call, scale=2.0, device="cpu") == 3.0 + 1.0
+    assert all(not layer._forward_hooks and not layer._forward_pre_hooks for layer in llm.model.layers)
+
+
+def test_prefill_stages_sum_to_the_time_to_first_token():
+    args = namespace(
+        prefill,
+        compressors=["avgpool2d", "tome"],
+        frames=4,
+        tokens_per_frame=16,
+        dim=16,
+        layers=2,
+        hidden=64,
+        text_tokens=4,
+        repeats=1,
+        decode_steps=2,
+        layers_measured=1,
+        fractions=[0.5, 0.25],
+    )
+    result = prefill.run(args)
+    assert result["layers_measured"] == 1 and result["llm"]["layers"] == 2 and result["head_s"] > 0
+    assert [(row["compressor"], row["fraction"]) for row in result["rows"]] == [
+        ("avgpool2d", 0.5),
+        ("tome", 0.5),
+        ("avgpool2d", 0.25),
+        ("tome", 0.25),
+    ]
+    for row in result["rows"]:
+        assert row["llm_tokens"] - 4 <= 64 * row["fraction"]
+        assert row["ttft_s"] == row["compressor_s"] + row["prefill_s"]
+        assert row["ttft_speedup"] == result["uncompressed"]["prefill_s"] / row["ttft_s"]
+        assert row["kv_mb"] == 2 * 2 * 1 * 64 * row["llm_tokens"] * 4 / 2**20
+        assert min(row["prefill_s"], row["first_decode_s"], row["decode_s"]) > result["head_s"]
+    with pytest.raises(ValueError, match=r"--layers-measured must be in \[1, 2\], got 3"):
+        prefill.run(namespace(prefill, layers=2, hidden=64, layers_measured=3))
+    with pytest.raises(ValueError, match=r"--fractions must lie in \(0, 1\], got \[0.0\]"):
+        prefill.run(
+            namespace(
+                prefill,
+                compressors=["tome"],
+                frames=2,
+                tokens_per_frame=4,
+                dim=16,
+                layers=1,
+                hidden=64,
+                repeats=1,
+                decode_steps=1,
+                fractions=[0.0],
+            )
+        )
 
 
 def test_streaming_benchmark():

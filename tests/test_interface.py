@@ -10,8 +10,8 @@ import torch
 import vtc
 from vtc.cli import main
 from vtc.compressors import Compressor, Family, MethodCard, compressor_class, register_compressor
-from vtc.compressors.validation import validate_inputs
 from vtc.compressors.ops import gather_rows, masked_mean, pack_kept, per_frame_output, topk_in_order
+from vtc.compressors.validation import validate_inputs
 
 EXPECTED = {
     "none", "stac", "tstar", "mambamia", "taa", "storm", "tome", "tokenlearner", "avgpool2d", "bilinear",
