@@ -23,8 +23,7 @@ from vtc.budget import configure
 from vtc.compressors import create_compressor
 from vtc.integrations import HOSTS, compress_video_llm
 from vtc.lmm.answers import parse_window
-from vtc.lmm.batches import batch_visuals
-from vtc.lmm.model import VideoLMM, build_compressor
+from vtc.lmm.model import VideoLMM, build_compressor, generate_answers
 from vtc.video import VideoClip, load_video
 
 STAGES = ("decode", "encode", "compress", "generate")
@@ -96,10 +95,8 @@ class VideoLMMBackend:
     def encode(self, clip: VideoClip, seconds: dict[str, float]) -> tuple[Any, int]:
         model = self.model
         with torch.no_grad(), stopwatch(seconds, "encode"):
-            uses_attention = getattr(model.compressor, "uses_attention", False)
             batch = {"frames": [clip.frames], "timestamps": [clip.timestamps]}
-            features, times, mask, attention = batch_visuals(batch, model.encoder, uses_attention, model.device)
-            features = features if model.qformer is None else model.qformer(features)
+            features, times, mask, attention = model.encoded_visuals(batch)
         if self.choice is not None:
             name, budget, base = self.choice
             config = budget_compressor(name, budget, *features.shape[1:3], **base)
@@ -111,19 +108,8 @@ class VideoLMMBackend:
 
     @torch.no_grad()
     def generate(self, compressed: Any, query: str, duration: float) -> tuple[str, tuple[float, float] | None]:
-        model = self.model
-        inputs = model.sequence_builder.inputs(model.visual_embeddings(compressed, [duration]), [query], None)
-        inputs.pop("position_ids", None)
-        output = model.language_model.generate(
-            **inputs,
-            max_new_tokens=model.config["max_new_tokens"],
-            num_beams=model.config["num_beams"],
-            do_sample=False,
-            eos_token_id=model.tokenizer.eos_token_id,
-            pad_token_id=model.tokenizer.pad_token_id,
-        )
-        text = model.tokenizer.batch_decode(output, skip_special_tokens=True)[0].strip()
-        return text, model.sequence_builder.parse_answer(text, duration).window
+        (text,) = generate_answers(self.model, compressed, [query], [duration])
+        return text, self.model.sequence_builder.parse_answer(text, duration).window
 
 
 class HFBackend:

@@ -136,9 +136,10 @@ class VideoLMM(nn.Module):
             self.llm.eval()
         return self
 
-    def visual_tokens(self, batch: Mapping[str, Any]) -> CompressedTokens:
-        """The compressed visual tokens `[B, L, D]` of a batch's `frames` (encoded) or cached `features`, with their
-        `timestamps` (see `vtc.lmm.batches`); a compressor that `uses_attention` also gets the encoder's attention."""
+    def encoded_visuals(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """What the compressor reads of a batch's `frames` (encoded) or cached `features` (see `vtc.lmm.batches`):
+        tokens `[B, T, N, D]` (the Q-Former's queries when configured), `timestamps [B, T]`, `frame_mask [B, T]`, and
+        for a compressor that `uses_attention` the encoder's attention `[B, T, N]` (else None)."""
         uses_attention = getattr(self.compressor, "uses_attention", False)
         if uses_attention and self.qformer is not None:
             raise ValueError(f"{self.compressor.registry_name} needs encoder attention, which qformer queries lack")
@@ -146,6 +147,12 @@ class VideoLMM(nn.Module):
             features, times, mask, attention = batch_visuals(batch, self.encoder, uses_attention, self.device)
         if self.qformer is not None:
             features = self.qformer(features)
+        return features, times, mask, attention
+
+    def visual_tokens(self, batch: Mapping[str, Any]) -> CompressedTokens:
+        """The compressed visual tokens `[B, L, D]` of a batch (`encoded_visuals` through the compressor), with their
+        `timestamps`."""
+        features, times, mask, attention = self.encoded_visuals(batch)
         return self.compressor(features, times, mask, attention=attention)
 
     def visual_embeddings(self, compressed: CompressedTokens, durations: list[float] | None = None) -> list[Tensor]:
@@ -206,18 +213,7 @@ class VideoLMM(nn.Module):
     @torch.no_grad()
     def generate_text(self, batch: Mapping[str, Any], num_beams: int | None = None) -> list[str]:
         """Decoded answers of a batch (greedy by default, beam search when `num_beams > 1`)."""
-        visual = self.visual_embeddings(self.visual_tokens(batch), batch.get("duration"))
-        inputs = self.sequence_builder.inputs(visual, list(batch["query"]), None)
-        inputs.pop("position_ids", None)
-        output = self.language_model.generate(
-            **inputs,
-            max_new_tokens=self.config["max_new_tokens"],
-            num_beams=num_beams or self.config["num_beams"],
-            do_sample=False,
-            eos_token_id=self.tokenizer.eos_token_id,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+        return generate_answers(self, self.visual_tokens(batch), list(batch["query"]), batch.get("duration"), num_beams)
 
     def predict(self, clip_or_path: Any, query: str, num_beams: int | None = None) -> dict[str, Any]:
         """Answer `query` about one video.
@@ -252,3 +248,28 @@ class VideoLMM(nn.Module):
         model = cls(load_config(checkpoint_config(directory, overrides)))
         load_checkpoint_weights(model, directory)
         return model
+
+
+@torch.no_grad()
+def generate_answers(
+    model: VideoLMM,
+    compressed: CompressedTokens,
+    queries: list[str],
+    durations: list[float] | None = None,
+    num_beams: int | None = None,
+) -> list[str]:
+    """`model`'s decoded answers to `queries` (one per video) about already compressed visual tokens `[B, L, D]`
+    (`durations` in seconds, needed with time tokens): `VideoLMM.generate_text`, and a predictor that encodes a
+    video once."""
+    visual = model.visual_embeddings(compressed, durations)
+    inputs = model.sequence_builder.inputs(visual, queries, None)
+    inputs.pop("position_ids", None)
+    output = model.language_model.generate(
+        **inputs,
+        max_new_tokens=model.config["max_new_tokens"],
+        num_beams=num_beams or model.config["num_beams"],
+        do_sample=False,
+        eos_token_id=model.tokenizer.eos_token_id,
+        pad_token_id=model.tokenizer.pad_token_id,
+    )
+    return [text.strip() for text in model.tokenizer.batch_decode(output, skip_special_tokens=True)]
