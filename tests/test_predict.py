@@ -94,16 +94,22 @@ def test_hugging_face_models_encode_once_at_the_budget(tmp_path, host):
     assert set(answers[0].seconds) == set(STAGES)
 
 
-def test_the_compressed_prompt_generates_what_the_models_own_call_generates(tmp_path):
+@pytest.mark.parametrize("host, compressor", [("qwen2_5_vl", "tome"), ("qwen3_vl", "avgpool2d")])
+def test_the_compressed_prompt_generates_what_the_models_own_call_generates(tmp_path, host, compressor):
     from transformers import AutoTokenizer
 
-    folder = save_tiny_vlm(tmp_path / "qwen", "qwen2_5_vl")
-    processor = TinyProcessor(AutoTokenizer.from_pretrained(folder, local_files_only=True), "qwen2_5_vl")
-    predictor = Predictor.from_pretrained(folder, "tome", budget=0.5, max_new_tokens=5, processor=processor)
-    predictor.encode_video(clip())
+    folder = save_tiny_vlm(tmp_path / "qwen", host)
+    processor = TinyProcessor(AutoTokenizer.from_pretrained(folder, local_files_only=True), host)
+    predictor = Predictor.from_pretrained(folder, compressor, budget=0.5, max_new_tokens=5, processor=processor)
+    video = clip()
+    video.timestamps = torch.tensor([0.0, 0.0, 2.0, 2.0], dtype=torch.float64)  # patches at 0 and 2 s, as tiny's
+    predictor.encode_video(video)
     cached = predictor.answer("walk").text
     backend = predictor.backend
-    inputs = processor(text=[backend.prompt("walk")], videos=[clip().frames.numpy()])  # patched: compressed count
+    prompt = backend.prompt("walk")
+    if host == "qwen3_vl":  # its processor writes the vision marks of each temporal patch itself
+        prompt = prompt.replace("<|vision_start|><|video_pad|><|vision_end|>", "<|video_pad|>")
+    inputs = processor(text=[prompt], videos=[video.frames.numpy()])  # patched: the compressed count
     with torch.no_grad():
         output = backend.model.generate(**inputs, max_new_tokens=5, do_sample=False)
     direct = processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
@@ -132,3 +138,59 @@ def test_a_budget_alone_keeps_the_checkpoints_method_and_refuses_a_trained_one(c
     trained.save_pretrained(tmp_path / "trained")
     with pytest.raises(ValueError, match="tokenlearner is trained"):
         Predictor.from_pretrained(tmp_path / "trained", budget=0.5)
+
+
+def tiny_processor_for(monkeypatch, host: str) -> None:
+    """Make `AutoProcessor.from_pretrained` (what `vtc predict` loads) give the tiny stand-in processor of `host`."""
+    import transformers
+
+    def from_pretrained(folder, **options):
+        assert options == {"local_files_only": True}
+        return TinyProcessor(transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True), host)
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", from_pretrained)
+
+
+@pytest.fixture(scope="module")
+def qwen3(tmp_path_factory) -> Path:
+    return save_tiny_vlm(tmp_path_factory.mktemp("qwen3") / "qwen3_vl", "qwen3_vl")
+
+
+@pytest.mark.skipif(not VIDEO.exists(), reason=f"{VIDEO} (the shared real video) is absent")
+def test_qwen3_answers_three_queries_about_a_real_video_with_one_encode(qwen3, monkeypatch):
+    tiny_processor_for(monkeypatch, "qwen3_vl")
+    predictor = Predictor.from_pretrained(qwen3, "avgpool2d", budget=0.25, num_frames=4, max_new_tokens=4)
+    calls = count_encodes(predictor)
+    kept = []
+    predictor.encode_video(VIDEO)  # attaches the compressor at the first video
+    predictor.backend.compression.compressor.register_forward_hook(lambda module, args, out: kept.append(out))
+    encoded = predictor.encode_video(VIDEO)
+    answers = [predictor.answer(query) for query in QUERIES]
+    assert calls == [1, 1]
+    assert encoded.video_tokens == kept[0].tokens.shape[1] == 2 * 4  # 2 temporal patches, 4 x 4 pooled 2 x 2
+    state = encoded.state[3]
+    assert state.count("<|vision_start|>") == 2 and state.count("<|video_pad|>") == 8 and " seconds>" in state
+    for answer in answers:
+        assert isinstance(answer.text, str) and answer.video_tokens == 8
+        assert set(answer.seconds) == set(STAGES) and min(answer.seconds.values()) >= 0
+
+
+def test_qwen3_timestamps_are_the_mean_time_of_each_temporal_patch(qwen3, monkeypatch):
+    tiny_processor_for(monkeypatch, "qwen3_vl")
+    predictor = Predictor.from_pretrained(qwen3, max_new_tokens=2)  # the `none` compressor
+    placeholders = predictor.encode_video(clip(4)).state[3]  # frames at 0.5, 1.5, 2.5, 3.5 s
+    run = f"<|vision_start|>{'<|video_pad|>' * 16}<|vision_end|>"
+    assert placeholders == f"<1.0 seconds>{run}<3.0 seconds>{run}"
+    with pytest.raises(ValueError, match="same number of tokens in every frame"):
+        Predictor.from_pretrained(qwen3, "random", budget=0.25).encode_video(clip(4))
+
+
+@pytest.mark.skipif(not VIDEO.exists(), reason=f"{VIDEO} (the shared real video) is absent")
+def test_vtc_predict_answers_with_a_qwen3_model(qwen3, monkeypatch, capsys):
+    tiny_processor_for(monkeypatch, "qwen3_vl")
+    args = ["--model", str(qwen3), "--compressor", "avgpool2d", "--budget", "0.25", "--num-frames", "4"]
+    code = main(["predict", str(VIDEO), *QUERIES, *args, "--max-new-tokens", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("answer: ") == 3 and out.count("video tokens: 8") == 3
+    assert out.count("seconds: decode") == 3 and out.count("compress") == 3 and "generate" in out

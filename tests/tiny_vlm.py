@@ -112,8 +112,11 @@ def save_tiny_vlm(directory: Path, host: str) -> Path:
 
 
 def normalised(frames: np.ndarray) -> torch.Tensor:
-    """uint8 `[T, H, W, 3]` -> float `[T, 3, H, W]` in [-1, 1]."""
-    return (torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    """uint8 `[T, H, W, 3]` -> float `[T, 3, 32, 32]` in [-1, 1] (resized bilinearly from another size)."""
+    video = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
+    if video.shape[-2:] != (SIDE, SIDE):
+        video = torch.nn.functional.interpolate(video, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
+    return (video / 255 - 0.5) / 0.5
 
 
 def qwen_patches(frames: np.ndarray) -> tuple[torch.Tensor, list[int]]:
@@ -182,12 +185,17 @@ class TinyProcessor:
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
 
     def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
-        """The uncompressed placeholders: every frame's 2 x 2 pooled grid and a newline, or Qwen's `t * h * w / 4`."""
+        """The uncompressed placeholders: every frame's 2 x 2 pooled grid and a newline, Qwen2.5-VL's `t * h * w / 4`,
+        or Qwen3-VL's timestamped run of `h * w / 4` per temporal patch (patches 2 s apart)."""
         if self.host == "llava_onevision":
             return self.video_token * (len(video_inputs["pixel_values_videos"][video_idx]) * 4 + 1)
-        return self.video_token * (int(video_inputs["video_grid_thw"][video_idx].prod()) // 4)
+        t, h, w = video_inputs["video_grid_thw"][video_idx].tolist()
+        if self.host == "qwen2_5_vl":
+            return self.video_token * (t * h * w // 4)
+        return video_placeholders(self.host, t * h * w // 4, t)
 
-    def __call__(self, text: list[str], videos: list[np.ndarray], return_tensors: str = "pt") -> dict:
+    def __call__(self, text: list[str], videos: list[np.ndarray], return_tensors: str = "pt", **options) -> dict:
+        """The processor's outputs for one video per prompt; `options` (video processor settings) are ignored."""
         pixels = pixel_inputs(self.host, videos)
         expanded = [
             prompt.replace(self.video_token, self.replace_video_token(pixels, index), 1)

@@ -10,7 +10,10 @@ class; one module each, with the algorithm in `vtc.integrations.tokens`):
 | `Qwen2_5_VLForConditionalGeneration` | `qwen_vl` | `get_video_features`, `get_rope_index`, `generate`; placeholders |
 | `Qwen3VLForConditionalGeneration` | `qwen_vl` | the same, with deepstack features; per-frame compressors only |
 
-Every patch is on the instance (the class and other instances are untouched). docs/integrations.md has the details.
+Every patch is on the instance (the class and other instances are untouched). Around it: `inputs` (the prompts and
+placeholders of a compressed video), `predictor` (`Predictor`, `vtc predict`: encode once, answer many) and
+`training` (`HFVideoLLM`: a compressor with LoRA trained inside a host by `vtc train`). docs/integrations.md has the
+details.
 """
 
 from __future__ import annotations

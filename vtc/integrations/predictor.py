@@ -1,9 +1,10 @@
 """`Predictor`: answer many queries about one video, encoding it once (lighthouse's split of `encode_video` and
 `predict`), for a vtc `VideoLMM` checkpoint or a Hugging Face video LLM with a compressor inside (`vtc.integrations`).
 
-`encode_video(path)` decodes, encodes and compresses the video and keeps the compressed tokens; `answer(query)` only
-generates. Each answer reports the text, the window it names (`parse_window`, for moment queries), the number of
-video tokens the language model received, and the seconds of each stage (`STAGES`).
+`encode_video(path)` decodes, encodes and compresses the video and keeps the compressed tokens (and, for a Hugging
+Face model, the placeholder text they take in a prompt: on Qwen3-VL a timestamped run per temporal patch);
+`answer(query)` only generates. Each answer reports the text, the window it names (`parse_window`, for moment
+queries), the number of video tokens the language model received, and the seconds of each stage (`STAGES`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ import torch
 from vtc.budget import configure
 from vtc.compressors import create_compressor
 from vtc.integrations import HOSTS, compress_video_llm
+from vtc.integrations.inputs import (
+    chat_prompt,
+    pixel_inputs,
+    placeholder_text,
+    token_type_ids,
+    video_layout,
+    with_placeholders,
+)
 from vtc.lmm.answers import parse_window
 from vtc.lmm.model import VideoLMM, build_compressor, generate_answers
 from vtc.video import VideoClip, load_video
@@ -113,8 +122,9 @@ class VideoLMMBackend:
 
 
 class HFBackend:
-    """A Hugging Face video LLM (LLaVA-OneVision or Qwen2.5-VL) with `compressor` (default `none`) attached at the
-    first video, at `budget` of that video's tokens."""
+    """A Hugging Face video LLM (LLaVA-OneVision, Qwen2.5-VL or Qwen3-VL) with `compressor` (default `none`) attached
+    at the first video, at `budget` of that video's tokens. Qwen3-VL takes per-frame compressors only (the same
+    count in every temporal patch, each written after its timestamp: `vtc.integrations.inputs`)."""
 
     def __init__(
         self, model: Any, processor: Any, compressor: str | None, budget: float | None, num_frames: int, max_new: int
@@ -123,67 +133,50 @@ class HFBackend:
         self.num_frames, self.max_new_tokens = num_frames, max_new
         self.choice = (compressor or "none", budget)
         self.compression = None
-        host = HOSTS[type(model).__name__]
-        if host == "qwen3_vl":
-            raise ValueError("Predictor does not take Qwen3-VL yet: its prompt needs a timestamped run per frame")
-        self.qwen = host == "qwen2_5_vl"
+        self.host = HOSTS[type(model).__name__]
 
     def attach(self, video: dict[str, torch.Tensor]) -> None:
         """Build the compressor for this video's frames and grid and put it into the model (first video only)."""
-        frames, per_frame = video["pixel_values_videos"].shape[1], 0
-        if self.qwen:
-            t, h, w = video["video_grid_thw"][0].tolist()
-            merge = self.model.config.vision_config.spatial_merge_size
-            frames, per_frame = t, (h // merge) * (w // merge)
+        frames, per_frame = video_layout(self.model, self.host, video, pooling=True)
         name, budget = self.choice
-        config = budget_compressor(name, budget, frames, per_frame or self.llava_tokens_per_frame())
+        config = budget_compressor(name, budget, frames, per_frame)
         width = self.model.config.text_config.hidden_size
         self.compression = compress_video_llm(self.model, create_compressor(dim=width, **config), self.processor)
 
-    def llava_tokens_per_frame(self) -> int:
-        from vtc.integrations.llava_onevision import frame_grid
-
-        rows, cols = frame_grid(self.model, pooling=True)
-        return rows * cols
-
     def prompt(self, query: str) -> str:
-        """The chat prompt of one video and `query`: the processor's chat template, or the video marker and query."""
-        if getattr(self.processor, "chat_template", None):
-            content = [{"type": "video"}, {"type": "text", "text": query}]
-            messages = [{"role": "user", "content": content}]
-            return self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        marker = "<|vision_start|><|video_pad|><|vision_end|>" if self.qwen else self.processor.video_token
-        return f"{marker}\n{query}"
+        """The chat prompt of one video and `query` (`vtc.integrations.inputs.chat_prompt`)."""
+        return chat_prompt(self.processor, self.host, query)
 
     def encode(self, clip: VideoClip, seconds: dict[str, float]) -> tuple[Any, int]:
-        inputs = self.processor(text=[self.prompt("")], videos=[clip.frames.numpy()], return_tensors="pt")
-        video = {key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")}
-        video.pop("mm_token_type_ids", None)
+        video = pixel_inputs(self.processor, self.host, [clip.frames])
         if self.compression is None:
             self.attach(video)
         compress = {"seconds": 0.0}
         hooks = timing_hooks(self.compression.compressor, compress)
         with torch.no_grad(), stopwatch(seconds, "encode"):
-            pixels = video.pop("pixel_values_videos").to(self.model.device)
-            grid = {"video_grid_thw": video["video_grid_thw"]} if self.qwen else {}
+            pixels = video["pixel_values_videos"].to(self.model.device)
+            grid = {"video_grid_thw": video["video_grid_thw"]} if self.host != "llava_onevision" else {}
             encoded = self.model.model.get_video_features(pixels, **grid)
         for hook in hooks:
             hook.remove()
         seconds["encode"] -= compress["seconds"]
         seconds["compress"] = compress["seconds"]
         sources = list(self.compression.sources)
+        placeholders = placeholder_text(
+            self.compression, self.host, video, 0, clip.timestamps.tolist(), self.model.config.vision_config
+        )
         count = len(sources[0]) + self.compression.extra_tokens
-        return (encoded, video, sources, count), count
+        return (encoded, video, sources, placeholders), count
 
     @torch.no_grad()
     def generate(self, state: Any, query: str, duration: float) -> tuple[str, tuple[float, float] | None]:
-        encoded, video, sources, count = state
-        token = self.processor.video_token
-        text = self.prompt(query).replace(token, token * count, 1)
+        encoded, video, sources, placeholders = state
+        text = with_placeholders(self.prompt(query), self.host, placeholders)
         inputs = dict(self.processor.tokenizer([text], return_tensors="pt"))
-        if self.qwen:
-            inputs["mm_token_type_ids"] = (inputs["input_ids"] == self.processor.video_token_id).long() * 2
+        if self.host != "llava_onevision":
+            inputs["mm_token_type_ids"] = token_type_ids(inputs["input_ids"], self.processor.video_token_id)
             self.compression.sources = sources
+        video = {key: value for key, value in video.items() if key != "pixel_values_videos"}
         inputs = {key: value.to(self.model.device) for key, value in {**inputs, **video}.items()}
         output = self.model.generate(
             **inputs, mm_encoder_outputs={"video": encoded}, max_new_tokens=self.max_new_tokens, do_sample=False
@@ -209,7 +202,8 @@ def timing_hooks(module: torch.nn.Module, total: dict[str, float]) -> list[Any]:
 
 
 class Predictor:
-    """Encode a video once (`encode_video`), then answer any number of queries about it (`answer`)."""
+    """Encode a video once (`encode_video`), then answer any number of queries about it (`answer`), with a vtc
+    `VideoLMM` (`VideoLMMBackend`) or a Hugging Face LLaVA-OneVision, Qwen2.5-VL or Qwen3-VL (`HFBackend`)."""
 
     def __init__(self, backend: VideoLMMBackend | HFBackend) -> None:
         self.backend = backend
@@ -227,9 +221,10 @@ class Predictor:
     ) -> Predictor:
         """A predictor for a vtc `VideoLMM` checkpoint folder or a local Hugging Face video LLM folder (`HOSTS`).
 
-        `compressor` (a registered name) replaces the checkpoint's (default for Hugging Face models: `none`), at
-        `budget`, a fraction of the video's tokens; `num_frames` and `max_new_tokens` apply to Hugging Face models (a
-        checkpoint keeps its config's); `processor` replaces the folder's own (`AutoProcessor`).
+        `compressor` (a registered name) replaces the checkpoint's (default for Hugging Face models: `none`; on
+        Qwen3-VL a per-frame one), at `budget`, a fraction of the video's tokens; `num_frames` and `max_new_tokens`
+        apply to Hugging Face models (a checkpoint keeps its config's); `processor` replaces the folder's own
+        (`AutoProcessor`, local files only).
         """
         directory = Path(directory)
         config = json.loads((directory / "config.json").read_text())

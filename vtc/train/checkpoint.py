@@ -4,7 +4,8 @@ Layout under `DIR/checkpoints/`: one folder per kept step (`step-00000100/`), fi
 renamed into place (a folder rename is atomic), and the pointers `last.json` / `best.json`, each replaced
 atomically after its folder is complete. Only the last and the best folders are kept. A folder holds
 - `model/`: `VideoLMM.save_pretrained` (config + trained weights only, with `encoder.safetensors` for a
-  trainable or randomly initialised `tiny` encoder);
+  trainable or randomly initialised `tiny` encoder), or `HFVideoLLM.save_pretrained` (config + compressor and LoRA
+  weights);
 - `optimizer.pt`, `scheduler.pt` (state dicts, loaded with `weights_only=True`);
 - `rng-rank{r}.pt`: python, numpy and torch RNG states of each process;
 - `state.json`: step, data order (epoch, position, sampler seed), best metric, evaluations without progress, and
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vtc.integrations.training import HFVideoLLM, is_hf_folder
 from vtc.lmm.model import VideoLMM
 from vtc.lmm.persistence import encoder_weights
 from vtc.utils.io import atomic_write_text
@@ -44,8 +46,11 @@ def step_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
-def load_model_weights(model: VideoLMM, directory: Path) -> None:
+def load_model_weights(model: VideoLMM | HFVideoLLM, directory: Path) -> None:
     """Load the weights `save_pretrained` wrote into an already built `model` (same config)."""
+    if isinstance(model, HFVideoLLM):
+        model.load_trained(directory)
+        return
     loaded = VideoLMM.from_pretrained(directory, llm=model.config["llm"])
     saved = {name for name, parameter in loaded.named_parameters() if parameter.requires_grad}
     if loaded.stores_encoder:
@@ -54,8 +59,11 @@ def load_model_weights(model: VideoLMM, directory: Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
-def load_model(directory: str | os.PathLike, **overrides: Any) -> VideoLMM:
-    """A model saved by `save_pretrained` (a checkpoint's `model/` folder), ready for `answer_windows`."""
+def load_model(directory: str | os.PathLike, **overrides: Any) -> VideoLMM | HFVideoLLM:
+    """A model saved by `save_pretrained` (a checkpoint's `model/` folder), ready for `answer_windows`: a
+    `VideoLMM`, or an `HFVideoLLM` (its host loaded from the path its config names; no overrides)."""
+    if is_hf_folder(directory):
+        return HFVideoLLM.from_pretrained(directory).eval()
     return VideoLMM.from_pretrained(Path(directory), **overrides).eval()
 
 
@@ -152,7 +160,7 @@ class CheckpointStore:
     def save(
         self,
         step: int,
-        model: VideoLMM,
+        model: VideoLMM | HFVideoLLM,
         optimizer: torch.optim.Optimizer,
         scheduler: Any,
         state: dict[str, Any],
@@ -207,7 +215,7 @@ class CheckpointStore:
             raise FileNotFoundError(f"no checkpoint under {self.root}")
         raise CorruptCheckpointError(f"no intact checkpoint under {self.root}: " + "; ".join(skipped))
 
-    def load(self, model: VideoLMM, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    def load(self, model: VideoLMM | HFVideoLLM, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
         """Restore weights, optimizer, scheduler and this process's RNG state from the newest intact checkpoint;
         returns its `state.json`."""
         folder, state = self.newest_intact()

@@ -31,11 +31,15 @@ class ModelConfig:
     """`lmm`: the `VideoLMM` config (see `vtc.lmm.config.DEFAULTS`). `tiny_lm`: when set, a tiny random language
     model is written (`vtc.lmm.tiny.save_tiny_lm` arguments: kind, hidden, layers, heads) under the run directory
     and used as `lmm.llm.path`, so a CPU run needs no download. `init_from`: a base model folder
-    (`vtc.lmm.base_model`) whose config `lmm` is laid over and whose weights the run starts from."""
+    (`vtc.lmm.base_model`) whose config `lmm` is laid over and whose weights the run starts from. `hf`: instead of
+    a `VideoLMM`, a Hugging Face video LLM named by `hf.path` with a compressor inside and LoRA on its language model
+    (`vtc.integrations.training`: path, compressor, budget, lora, pooling, question, answer_template,
+    max_new_tokens)."""
 
     lmm: dict[str, Any] = field(default_factory=dict)
     tiny_lm: dict[str, Any] | None = None
     init_from: str | None = None
+    hf: dict[str, Any] | None = None
 
 
 @dataclass
@@ -245,11 +249,18 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def validate(config: TrainConfig) -> None:
-    """Check value ranges (`RULES`) and that at most one of `model.tiny_lm`, `model.lmm.llm.path` and
-    `model.init_from` names the language model."""
+    """Check value ranges (`RULES`), that at most one of `model.tiny_lm`, `model.lmm.llm.path` and
+    `model.init_from` names the language model, and that `model.hf` (a mapping) stands alone."""
     for name, (ok, allowed) in RULES.items():
         section, key = name.split(".")
         require(name, getattr(getattr(config, section), key), ok, allowed)
+    hf = config.model.hf
+    if hf is not None:
+        if not isinstance(hf, Mapping):
+            raise ValueError(f"model.hf must be a mapping (path, compressor, ...), got {hf!r}")
+        others = [name for name in ("lmm", "tiny_lm", "init_from") if getattr(config.model, name)]
+        if others:
+            raise ValueError(f"model.hf names the whole model: do not also set model.{', model.'.join(others)}")
     if not isinstance(config.model.lmm.get("llm") or {}, Mapping):
         raise ValueError(f"model.lmm.llm must be a mapping, got {config.model.lmm['llm']!r}")
     llm_path = (config.model.lmm.get("llm") or {}).get("path")

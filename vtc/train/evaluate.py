@@ -54,7 +54,8 @@ def evaluate_checkpoint(
     dataset = split_dataset(config, split)
     model = load_model(folder / "model")
     evaluation = TASK_EVALUATIONS[config.data.task]
-    options = {"saliency": model.saliency_head is not None} if config.data.task == "moment" else {}
+    saliency = getattr(model, "saliency_head", None) is not None  # a Hugging Face model (`model.hf`) has none
+    options = {"saliency": saliency} if config.data.task == "moment" else {}
     records = evaluation.predict(model, dataset, range(len(dataset)), batch_size, **options)
     metrics = evaluation.score(records)
     out = Path(out)

@@ -1,5 +1,6 @@
-"""`Trainer`: trains a `VideoLMM` on moment retrieval or multiple-choice QA (`data.task`) with `accelerate` (one
-process or many, unchanged).
+"""`Trainer`: trains a `VideoLMM`, or a compressor (and LoRA adapters) inside a Hugging Face video LLM named by
+`model.hf` (`vtc.integrations.training.HFVideoLLM`), on moment retrieval or multiple-choice QA (`data.task`) with
+`accelerate` (one process or many, unchanged).
 
 AdamW (STAC: lr 1e-5, weight decay 0.01; as Hugging Face's Trainer, no decay on biases and norm weights), linear
 warm-up over the first `warmup_ratio` of the steps then cosine decay to 0, gradient clipping, generation-based
@@ -23,6 +24,7 @@ import torch
 
 from vtc.data.batch import collate
 from vtc.eval.predict import TASK_EVALUATIONS
+from vtc.integrations.training import HFVideoLLM
 from vtc.lmm.answers import CHOICE_QUESTION
 from vtc.lmm.base_model import base_model_config, load_base_weights
 from vtc.lmm.config import DEFAULT_QUESTION
@@ -64,6 +66,16 @@ def task_model_config(config: dict[str, Any], task: str) -> dict[str, Any]:
     if config["saliency_loss"] > 0:
         raise ValueError("saliency_loss learns moment windows, which data.task 'choice' has none of: set it to 0")
     return {**config, "question": CHOICE_QUESTION if config["question"] == DEFAULT_QUESTION else config["question"]}
+
+
+def hf_model_and_data(config: TrainConfig) -> tuple[HFVideoLLM, Any, Any]:
+    """The Hugging Face video LLM of `model.hf` (its budget measured on the first training video) and the train and
+    validation datasets, after seeding with `run.seed`."""
+    from accelerate.utils import set_seed
+
+    set_seed(config.run.seed)
+    train, val = build_datasets(config.data)
+    return HFVideoLLM.build(config.model.hf, config.data.task, train[0]["frames"]), train, val
 
 
 class Trainer:
@@ -132,21 +144,24 @@ class Trainer:
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             save_train_config(config, self.output_dir / RESOLVED_CONFIG_NAME)
-        model_config = self.model_config()
-        set_seed(config.run.seed)
-        self.model = build_model(model_config)
-        if config.model.init_from is not None:
-            load_base_weights(self.model, config.model.init_from)
-        frozen_encoder = self.model.encoder is not None and not self.model.config["encoder_trainable"]
-        if config.data.cache_in_memory and frozen_encoder:
-            data = dataclasses.replace(config.data, cache_in_memory=False)
-            caches = [self.features_cache(split, model_config["encoder"], data) for split in ("train", "val")]
-            self.train_data, self.val_data = (
-                EncodedSamples(samples, self.model.encoder, cache)
-                for samples, cache in zip(build_datasets(data), caches, strict=True)
-            )
+        if config.model.hf is not None:
+            self.model, self.train_data, self.val_data = hf_model_and_data(config)
         else:
-            self.train_data, self.val_data = build_datasets(config.data)
+            model_config = self.model_config()
+            set_seed(config.run.seed)
+            self.model = build_model(model_config)
+            if config.model.init_from is not None:
+                load_base_weights(self.model, config.model.init_from)
+            frozen_encoder = self.model.encoder is not None and not self.model.config["encoder_trainable"]
+            if config.data.cache_in_memory and frozen_encoder:
+                data = dataclasses.replace(config.data, cache_in_memory=False)
+                caches = [self.features_cache(split, model_config["encoder"], data) for split in ("train", "val")]
+                self.train_data, self.val_data = (
+                    EncodedSamples(samples, self.model.encoder, cache)
+                    for samples, cache in zip(build_datasets(data), caches, strict=True)
+                )
+            else:
+                self.train_data, self.val_data = build_datasets(config.data)
         optim = config.optim
         optimizer = torch.optim.AdamW(
             parameter_groups(self.model, optim.weight_decay), lr=optim.lr, betas=tuple(optim.betas)
@@ -207,11 +222,7 @@ class Trainer:
         return self.accelerator.reduce(loss.detach(), reduction="mean").item()
 
     def checkpoint(self, best: bool) -> None:
-        state = {
-            "order": self.order.state_dict(),
-            "best": self.best,
-            "stale_evals": self.stale_evals,
-        }
+        state = {"order": self.order.state_dict(), "best": self.best, "stale_evals": self.stale_evals}
         self.store.save(self.step, self.model, self.optimizer, self.scheduler, state, best)
 
     def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
