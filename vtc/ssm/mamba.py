@@ -51,26 +51,31 @@ class RMSNorm(nn.Module):
         return self.weight * (x.float() * torch.rsqrt(variance + self.eps)).to(x.dtype)
 
 
-def _causal_conv(x: Tensor, conv: nn.Conv1d, previous: Tensor) -> tuple[Tensor, Tensor]:
-    """Depthwise causal conv of `x [B, C, L]` continuing from `previous [B, C, k-1]` inputs; returns the new tail."""
-    padded = torch.cat([previous.to(x.dtype), x], dim=-1)
-    out = F.conv1d(padded, conv.weight, conv.bias, groups=conv.groups)
-    return out, padded[..., padded.shape[-1] - previous.shape[-1] :]
+def _last_inputs(x: Tensor, width: int) -> Tensor:
+    """The last `width` steps of `x [B, C, L]`, zeros before the first step -> `[B, C, width]` (the conv's tail)."""
+    tail = x[..., max(x.shape[-1] - width, 0) :]
+    return F.pad(tail, (width - tail.shape[-1], 0)) if tail.shape[-1] < width else tail.contiguous()
+
+
+def _causal_conv(x: Tensor, conv: nn.Conv1d, previous: Tensor | None) -> Tensor:
+    """Depthwise causal conv of `x [B, C, L]` continuing from `previous [B, C, k-1]` inputs (zeros when None) ->
+    `[B, C, L]`. The padded input is a contiguous copy, which the conv needs (on a strided view it is ~4x slower)."""
+    width = conv.kernel_size[0] - 1
+    padded = F.pad(x, (width, 0)) if previous is None else torch.cat([previous.to(x.dtype), x], dim=-1)
+    return F.conv1d(padded, conv.weight, conv.bias, groups=conv.groups)
 
 
 def _conv_silu(x: Tensor, conv: nn.Conv1d, previous: Tensor | None, backend: str = "auto") -> tuple[Tensor, Tensor]:
     """`silu(causal conv)` of `x [B, C, L]` after `previous [B, C, k-1]` inputs (zeros when None, a fresh state)
     -> `([B, C, L], new tail [B, C, k-1])`; a fresh state on CUDA runs `causal_conv1d_fn` where it imports and
     `backend` allows it (`vtc.ssm.dispatch.use_conv_kernel`)."""
-    fresh = previous is None
     width = conv.kernel_size[0] - 1
-    if dispatch.use_conv_kernel(backend, x.device.type, dispatch.available_kernels(), not fresh):
-        tail = F.pad(x, (width, 0))[..., x.shape[-1] :]
+    tail = _last_inputs(x if previous is None else torch.cat([previous.to(x.dtype), x], dim=-1), width)
+    if dispatch.use_conv_kernel(backend, x.device.type, dispatch.available_kernels(), previous is not None):
         # a contiguous [B, C, L]: the kernel's channel-last path (a slice of in_proj's output) needs C % 8 == 0
         out = dispatch.kernel("causal_conv1d")(x.contiguous(), conv.weight.squeeze(1), conv.bias, activation="silu")
         return out, tail
-    out, tail = _causal_conv(x, conv, x.new_zeros(*x.shape[:2], width) if fresh else previous)
-    return F.silu(out), tail
+    return F.silu(_causal_conv(x, conv, previous)), tail
 
 
 def _init_dt_bias(size: int, dt_min: float, dt_max: float, dt_floor: float) -> Tensor:
@@ -105,6 +110,13 @@ def _ssm_parameters(d_inner: int, d_state: int, d_conv: int, dt_rank: int, conv_
     }
 
 
+def _channels_first(linear: nn.Linear, x: Tensor) -> Tensor:
+    """`linear` over `x [B, L, in]` as one GEMM written channels-first -> contiguous `[B, out, L]` (`mamba_ssm`'s
+    layout: the conv and the scan then read each channel's steps contiguously, with no transposed copy)."""
+    out = torch.matmul(linear.weight, x.transpose(1, 2))
+    return out if linear.bias is None else out.add_(linear.bias[:, None])
+
+
 def _selective_ssm(
     x: Tensor,
     z: Tensor,
@@ -124,10 +136,10 @@ def _selective_ssm(
     d_state = A_log.shape[1]
     x, conv_tail = _conv_silu(x, conv1d, None if state is None else state.conv, backend)
     dt, B, C = x_proj(x.transpose(1, 2)).split([dt_proj.in_features, d_state, d_state], dim=-1)
-    delta = F.softplus(dt @ dt_proj.weight.T + dt_proj.bias)  # [B, L, d_inner], computed once
+    delta = F.softplus(_channels_first(dt_proj, dt))  # [B, d_inner, L], computed once
     y, ssm_state = selective_scan(
         x,
-        delta.transpose(1, 2),
+        delta,
         -torch.exp(A_log.float()),
         B.transpose(1, 2),
         C.transpose(1, 2),
@@ -137,7 +149,7 @@ def _selective_ssm(
         initial_state=None if state is None else state.ssm,
         backend=backend,
     )
-    return y, MambaState(conv_tail, ssm_state), delta
+    return y, MambaState(conv_tail, ssm_state), delta.transpose(1, 2)
 
 
 def _selective_step(
@@ -227,7 +239,7 @@ class Mamba(nn.Module):
         """`[B, L, d_model]` continuing from `state` (a fresh zero state when None, which the fused CUDA kernels
         take) -> output, new state, delta `[B, L, d_inner]`."""
         _check_sequence(hidden_states, self.d_model)
-        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
+        x, z = _channels_first(self.in_proj, hidden_states).chunk(2, dim=1)
         y, state, delta = _selective_ssm(
             x, z, state, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, self.backend
         )
@@ -267,13 +279,11 @@ class BiMamba(Mamba):
         for name, value in _ssm_parameters(*self._ssm_config).items():
             setattr(self, self.BACKWARD_NAMES[name], value)
 
-    def forward_with_state(self, hidden_states: Tensor, state: MambaState | None = None) -> MixerOutput:
-        """`[B, L, d_model]` -> output `[B, L, d_model]`, the forward direction's final state, and the summed delta
-        of both directions `[B, L, d_inner]`. `state` must be None."""
-        if state is not None:
-            raise ValueError("BiMamba sees the future of the sequence and cannot continue from a state")
+    def _directions(self, hidden_states: Tensor) -> tuple[Tensor, MambaState, Tensor, Tensor]:
+        """`[B, L, d_model]` -> output `[B, L, d_model]`, the forward direction's final state, and each direction's
+        delta `[B, L, d_inner]` (the backward one in its own, reversed, order)."""
         _check_sequence(hidden_states, self.d_model)
-        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
+        x, z = _channels_first(self.in_proj, hidden_states).chunk(2, dim=1)
         y, forward_state, delta = _selective_ssm(
             x, z, None, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, self.backend
         )
@@ -288,8 +298,19 @@ class BiMamba(Mamba):
             self.D_b,
             self.backend,
         )
-        hidden = self.out_proj((y + y_b.flip(-1)).transpose(1, 2))
+        return self.out_proj((y + y_b.flip(-1)).transpose(1, 2)), forward_state, delta, delta_b
+
+    def forward_with_state(self, hidden_states: Tensor, state: MambaState | None = None) -> MixerOutput:
+        """`[B, L, d_model]` -> output `[B, L, d_model]`, the forward direction's final state, and the summed delta
+        of both directions `[B, L, d_inner]`. `state` must be None."""
+        if state is not None:
+            raise ValueError("BiMamba sees the future of the sequence and cannot continue from a state")
+        hidden, forward_state, delta, delta_b = self._directions(hidden_states)
         return MixerOutput(hidden, forward_state, delta + delta_b.flip(1))
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        """`[B, L, d_model] -> [B, L, d_model]` (no delta summed)."""
+        return self._directions(hidden_states)[0]
 
     def step(self, hidden_state: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         raise ValueError("BiMamba sees the future of the sequence and cannot stream")
