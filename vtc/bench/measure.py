@@ -5,6 +5,12 @@ peak resident size during the measured call minus the resident size just before 
 `VmHWM`, reset just before the call (Linux `clear_refs`), not `ru_maxrss`: that one keeps the parent's resident size
 across the spawn's exec and would report the parent's memory, not the call's.
 
+With `exact_host_memory`, the child first fixes glibc's allocator thresholds (`mallopt`): every block of 64 KiB or
+more is mapped on its own and unmapped when freed, and freed heap tops are trimmed. By default glibc raises its mmap
+threshold after each free (up to 32 MiB) and keeps freed blocks on its heaps, so the resident peak of a long loop of
+same-sized allocations drifts with fragmentation; the fixed thresholds make it the live memory's peak (at the cost
+of a page fault per large allocation, so timings taken this way are not comparable to the others).
+
 When the prepared call uses CUDA (CUDA is initialised once it is built), each call is followed by a synchronisation
 and the peak is the GPU's (`torch.cuda.max_memory_allocated` during the call minus the allocation before it); the host
 figure is then reported as `host_peak_mb`.
@@ -12,6 +18,8 @@ figure is then reported as `host_peak_mb`.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib
 import multiprocessing
 import resource
@@ -33,6 +41,21 @@ def _reset_peak() -> None:
             handle.write("5")
     except OSError:
         pass
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+EXACT_MMAP_THRESHOLD = 64 * 1024
+
+
+def _fix_allocator_thresholds() -> bool:
+    """Fix glibc's mmap and trim thresholds (see the module docstring); False where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return bool(
+        libc.mallopt(M_MMAP_THRESHOLD, EXACT_MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, EXACT_MMAP_THRESHOLD)
+    )
 
 
 def _peak_mb() -> float:
@@ -61,8 +84,17 @@ def _limit_memory(limit_mb: float) -> tuple[int, int]:
 
 
 def _child(
-    target: str, kwargs: dict, threads: int, queue, repeats: int = 1, memory_limit_mb: float | None = None
+    target: str,
+    kwargs: dict,
+    threads: int,
+    queue,
+    repeats: int = 1,
+    memory_limit_mb: float | None = None,
+    exact_host_memory: bool = False,
 ) -> None:
+    if exact_host_memory and not _fix_allocator_thresholds():
+        queue.put({"seconds": float("nan"), "peak_mb": float("nan"), "error": "exact_host_memory needs glibc"})
+        return
     import torch
 
     torch.set_num_threads(threads)
@@ -106,6 +138,7 @@ def measure(
     timeout: float = 3600,
     repeats: int = 1,
     memory_limit_mb: float | None = None,
+    exact_host_memory: bool = False,
     **kwargs: Any,
 ) -> dict[str, float]:
     """Run `module:function(**kwargs)()` in a fresh process; `{"seconds", "peak_mb"}` of the returned call (and
@@ -113,10 +146,13 @@ def measure(
 
     `seconds` is the median of `repeats` calls. With `memory_limit_mb`, an allocation past that much new memory
     fails and the result carries an `"error"` (as it does on a timeout or a crash) instead of exhausting the machine.
+    `exact_host_memory` fixes the allocator's thresholds first (module docstring).
     """
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(target, kwargs, threads, queue, repeats, memory_limit_mb))
+    process = context.Process(
+        target=_child, args=(target, kwargs, threads, queue, repeats, memory_limit_mb, exact_host_memory)
+    )
     process.start()
     process.join(timeout)
     if process.is_alive():

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--state", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="calls per measurement in one process; the median")
     parser.add_argument("--quick", action="store_true", help="small lengths, for a smoke run")
     parser.add_argument(
         "--skip-reference", action="store_true", help="leave out the sequential loop (minutes at L=2048)"
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace) -> dict:
             name: measure(
                 "vtc.bench.scan:prepare",
                 threads=args.threads,
-                repeats=3 if device == "cuda" else 1,
+                repeats=args.repeats,
                 implementation=name,
                 mode=mode,
                 length=length,
@@ -207,7 +208,14 @@ def run(args: argparse.Namespace) -> dict:
         )
         if not args.json:
             print(format_table(rows[-1:], list(rows[-1])), flush=True)
-    result = {"benchmark": "scan", "threads": args.threads, **settings, "rows": rows, "parity": checks}
+    result = {
+        "benchmark": "scan",
+        "threads": args.threads,
+        "repeats": args.repeats,
+        **settings,
+        "rows": rows,
+        "parity": checks,
+    }
     if not args.json:
         print()
         print(format_table(rows, list(rows[0])))

@@ -4,8 +4,9 @@ Every registered compressor that streams with its default config is measured, pl
 that stream only in one setting (`STREAMING_VARIANTS`). Frames are made one at a time and each frame's output is
 dropped, as a consumer that forwards tokens on would; so the figure is the compressor's own memory, which should be
 flat in the number of frames (goal: <= 5% growth from the shortest to the longest video, or under `FLOOR_MB` where the
-base is a few MB and 5% of it is measurement noise). Each run is a fresh process
-(`vtc.bench.measure`).
+base is a few MB and 5% of it is measurement noise). Each run is a fresh process (`vtc.bench.measure`); on the CPU
+with the allocator's thresholds fixed (`exact_host_memory`), so that the peak is the live memory's and not glibc's
+drifting retention of freed blocks.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> dict:
                 dim=args.dim,
                 device=device,
                 dtype=args.dtype,
+                exact_host_memory=device == "cpu",
             )
             row[f"peak_mb_{num_frames}"] = result["peak_mb"]
             row[f"seconds_{num_frames}"] = result["seconds"]
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace) -> dict:
         "threads": args.threads,
         "device": device,
         "dtype": args.dtype,
+        "exact_host_memory": device == "cpu",
         "frames": args.frames,
         "rows": rows,
     }
