@@ -1,11 +1,11 @@
-"""Where a state-space compressor's time goes at the prefill benchmark's size: the whole forward, the same forward
-with the selective scan left out (its skip term only, as `vtc bench scan`'s `vtc-no-scan`), and its matrix products
-alone, each the best of `--repeats` calls in one process, so that the shares are comparable.
+"""Where a state-space compressor's time goes at the prefill benchmark's size: one forward profiled
+(`torch.profiler`), split into the selective scan (the fused kernel, with its skip term and gate), the matrix
+products (`aten::mm` / `addmm` / `bmm`) and the rest (conv, activations, flips, norms, copies, aggregation); and the
+best wall time of `--repeats` plain forwards in the same process.
 
-The scan's time is the whole minus the no-scan forward; the rest of the no-scan forward beyond the products is
-the element-wise work (conv, activations, flips, norms, aggregation). With `--saved-prefill S` (the seconds of
-prefill a method saves, from `vtc bench prefill --json`), each part is also printed as a share of it: the products
-alone are the floor below which no implementation of the method's architecture goes on this machine.
+With `--saved-prefill S` (the seconds of prefill the method saves at that size, from `vtc bench prefill --json`:
+`uncompressed_prefill_s - prefill_s`), each part is also a share of it. The products and the scan are the floor of
+the method's architecture on this machine: no implementation of the same layers goes below them.
 
     .venv/bin/python benchmarks/ssm_cost_breakdown.py --compressor mambamia --saved-prefill 162.2 [--json]
 """
@@ -15,48 +15,34 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from unittest import mock
 
 import torch
-from torch import nn
 
-from vtc.bench.scan import _skip_term_only
 from vtc.budget import configure
 from vtc.compressors import create_compressor
 from vtc.ssm import mamba as mamba_module
 
+PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm")
+SCAN = "selective_scan"
 
-def best_seconds(call: Callable[[], object], repeats: int) -> float:
-    """The least wall-clock seconds of `repeats` calls of `call`, after one warm-up call."""
-    call()
-    times = []
-    for _ in range(repeats):
+
+def profiled_parts(model: torch.nn.Module, inputs: tuple) -> dict[str, float]:
+    """Seconds of one forward of `model(*inputs)`: `whole`, `scan`, `matrix products` and `rest`."""
+    real_scan = mamba_module.selective_scan
+
+    def labelled_scan(*args, **kwargs):
+        with torch.profiler.record_function(SCAN):
+            return real_scan(*args, **kwargs)
+
+    with mock.patch.object(mamba_module, "selective_scan", labelled_scan), torch.profiler.profile() as profile:
         start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def linear_calls(model: nn.Module, inputs: tuple) -> list[tuple[nn.Linear, torch.Size]]:
-    """Every `nn.Linear` call of one forward of `model(*inputs)` with its input's shape, in call order."""
-    calls: list[tuple[nn.Linear, torch.Size]] = []
-    hooks = [
-        module.register_forward_pre_hook(lambda layer, args: calls.append((layer, args[0].shape)))
-        for module in model.modules()
-        if isinstance(module, nn.Linear)
-    ]
-    real_channels_first = mamba_module._channels_first
-
-    def recorded(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        calls.append((linear, x.shape))
-        return real_channels_first(linear, x)
-
-    with mock.patch.object(mamba_module, "_channels_first", recorded):
         model(*inputs)
-    for hook in hooks:
-        hook.remove()
-    return calls
+        whole = time.perf_counter() - start
+    events = profile.key_averages()
+    scan = sum(event.cpu_time_total for event in events if event.key == SCAN) / 1e6
+    products = sum(event.self_cpu_time_total for event in events if event.key in PRODUCTS) / 1e6
+    return {"whole": whole, "scan": scan, "matrix products": products, "rest": whole - scan - products}
 
 
 def main() -> None:
@@ -78,12 +64,13 @@ def main() -> None:
     tokens = torch.randn(1, args.frames, args.tokens_per_frame, args.dim)
     inputs = (tokens, torch.arange(float(args.frames))[None], torch.ones(1, args.frames, dtype=torch.bool))
     with torch.no_grad():
-        whole = best_seconds(lambda: model(*inputs), args.repeats)
-        with mock.patch.object(mamba_module, "selective_scan", _skip_term_only):
-            no_scan = best_seconds(lambda: model(*inputs), args.repeats)
-        products = [(layer, torch.randn(shape)) for layer, shape in linear_calls(model, inputs)]
-        gemms = best_seconds(lambda: [layer(x) for layer, x in products], args.repeats)
-    parts = {"whole": whole, "scan": whole - no_scan, "matrix products": gemms, "element-wise": no_scan - gemms}
+        model(*inputs)  # warm-up: compiled kernels loaded, memory touched
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            model(*inputs)
+            times.append(time.perf_counter() - start)
+        parts = {"best of plain forwards": min(times), **profiled_parts(model, inputs)}
     result = {"compressor": args.compressor, "config": config, "threads": args.threads, "seconds": parts}
     if args.saved_prefill:
         result["share_of_saved_prefill"] = {name: value / args.saved_prefill for name, value in parts.items()}
@@ -93,7 +80,7 @@ def main() -> None:
     print(f"{args.compressor} {config} at {args.frames} x {args.tokens_per_frame}, d = {args.dim}")
     for name, seconds in parts.items():
         share = f"  {seconds / args.saved_prefill:6.1%} of the saved prefill" if args.saved_prefill else ""
-        print(f"{name:>16}: {seconds:7.2f} s{share}")
+        print(f"{name:>22}: {seconds:7.2f} s{share}")
 
 
 if __name__ == "__main__":

@@ -232,8 +232,9 @@ def test_streaming_benchmark():
     assert all(create_compressor(name, dim=16, **config).supports_streaming for name, config in configs.items())
     # 512 frames of 100 x 256 fp32 tokens are 52 MB: kept anywhere (a leak), the stream would not be flat
     args = namespace(streaming, compressors=["none"], frames=[8, 512], tokens_per_frame=100, dim=256)
-    row = streaming.run(args)["rows"][0]
-    assert row["compressor"] == "none" and row["config"] == {}
+    result = streaming.run(args)
+    row = result["rows"][0]
+    assert result["exact_host_memory"] and row["compressor"] == "none" and row["config"] == {}
     assert row["seconds_8"] > 0 and row["seconds_512"] > row["seconds_8"]
     assert row["flat"] and row["growth_mb"] < 10 and row["growth"] == row["peak_mb_512"] / row["peak_mb_8"] - 1
 
@@ -244,6 +245,15 @@ def test_measure_reports_an_allocation_past_the_memory_limit():
     assert "can't allocate memory" in limited["error"] and math.isnan(limited["seconds"])
     free = measure("vtc.bench.cost:prepare_compressor", threads=1, repeats=2, **args)
     assert "error" not in free and free["seconds"] > 0 and free["peak_mb"] > 1
+
+
+def test_exact_host_memory_measures_the_live_peak_of_a_known_allocation():
+    """With the allocator's thresholds fixed, the peak of a call that holds 128 x 256 x 256 fp32 tokens (32 MB) at
+    once is those 32 MB and a little, in both modes; the mode only removes glibc's retention of freed blocks."""
+    args = {"method": "none", "config": {}, "num_frames": 128, "tokens_per_frame": 256, "dim": 256}
+    for exact in (True, False):
+        result = measure("vtc.bench.cost:prepare_compressor", threads=1, exact_host_memory=exact, **args)
+        assert "error" not in result and 32 <= result["peak_mb"] < 120, (exact, result)
 
 
 def test_measured_peak_is_the_call_s_own_not_the_parent_s():

@@ -110,13 +110,6 @@ def _ssm_parameters(d_inner: int, d_state: int, d_conv: int, dt_rank: int, conv_
     }
 
 
-def _channels_first(linear: nn.Linear, x: Tensor) -> Tensor:
-    """`linear` over `x [B, L, in]` as one GEMM written channels-first -> contiguous `[B, out, L]` (`mamba_ssm`'s
-    layout: the conv and the scan then read each channel's steps contiguously, with no transposed copy)."""
-    out = torch.matmul(linear.weight, x.transpose(1, 2))
-    return out if linear.bias is None else out.add_(linear.bias[:, None])
-
-
 def _selective_ssm(
     x: Tensor,
     z: Tensor,
@@ -136,10 +129,10 @@ def _selective_ssm(
     d_state = A_log.shape[1]
     x, conv_tail = _conv_silu(x, conv1d, None if state is None else state.conv, backend)
     dt, B, C = x_proj(x.transpose(1, 2)).split([dt_proj.in_features, d_state, d_state], dim=-1)
-    delta = F.softplus(_channels_first(dt_proj, dt))  # [B, d_inner, L], computed once
+    delta = F.softplus(dt_proj(dt))  # [B, L, d_inner], computed once
     y, ssm_state = selective_scan(
         x,
-        delta,
+        delta.transpose(1, 2),
         -torch.exp(A_log.float()),
         B.transpose(1, 2),
         C.transpose(1, 2),
@@ -149,7 +142,7 @@ def _selective_ssm(
         initial_state=None if state is None else state.ssm,
         backend=backend,
     )
-    return y, MambaState(conv_tail, ssm_state), delta.transpose(1, 2)
+    return y, MambaState(conv_tail, ssm_state), delta
 
 
 def _selective_step(
@@ -239,7 +232,7 @@ class Mamba(nn.Module):
         """`[B, L, d_model]` continuing from `state` (a fresh zero state when None, which the fused CUDA kernels
         take) -> output, new state, delta `[B, L, d_inner]`."""
         _check_sequence(hidden_states, self.d_model)
-        x, z = _channels_first(self.in_proj, hidden_states).chunk(2, dim=1)
+        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
         y, state, delta = _selective_ssm(
             x, z, state, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, self.backend
         )
@@ -283,7 +276,7 @@ class BiMamba(Mamba):
         """`[B, L, d_model]` -> output `[B, L, d_model]`, the forward direction's final state, and each direction's
         delta `[B, L, d_inner]` (the backward one in its own, reversed, order)."""
         _check_sequence(hidden_states, self.d_model)
-        x, z = _channels_first(self.in_proj, hidden_states).chunk(2, dim=1)
+        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
         y, forward_state, delta = _selective_ssm(
             x, z, None, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, self.backend
         )
