@@ -1,11 +1,12 @@
-"""Prediction and scoring of a trained model on moment retrieval and multiple-choice QA: what validation,
-`vtc evaluate --checkpoint`, the comparison and the benchmarks all run; `TASK_EVALUATIONS` pairs each `data.task`
-with its predictor, scorer and the metric that picks the best checkpoint."""
+"""Prediction and scoring of a trained model on moment retrieval, multiple-choice QA and a mixture of tasks: what
+validation, `vtc evaluate --checkpoint`, the comparison and the benchmarks all run; `TASK_EVALUATIONS` pairs each
+`data.task` with its predictor, scorer and the metric that picks the best checkpoint."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -194,17 +195,89 @@ def per_query_iou(records: Sequence[dict]) -> dict[str, float]:
     return ious
 
 
+@torch.no_grad()
+def predict_mixture(
+    model: VideoLMM,
+    dataset: Dataset | Sequence[dict[str, Any]],
+    indices: Sequence[int],
+    batch_size: int,
+    saliency: bool = False,
+) -> list[dict]:
+    """Predictions for a task mixture's samples, each carrying `task` (what it asks: `moment` or `choice`) and
+    `mixture_task` (its task in the mixture): gathered per mixture task into batches of `batch_size`, each batch
+    predicted by its task's predictor (`predict_windows`, with `saliency`, or `predict_choices`), each record
+    tagged with the sample's `task` and `mixture_task`. At most `batch_size` samples per mixture task are held at
+    a time; records come in the order their batches fill."""
+    pending: dict[str, list[dict[str, Any]]] = {}
+    records: list[dict] = []
+    for index in indices:
+        sample = dataset[index]
+        batch = pending.setdefault(sample["mixture_task"], [])
+        batch.append(sample)
+        if len(batch) == batch_size:
+            records += predict_task_batch(model, batch, saliency)
+            batch.clear()
+    for batch in pending.values():
+        if batch:
+            records += predict_task_batch(model, batch, saliency)
+    return records
+
+
+def predict_task_batch(model: VideoLMM, samples: list[dict[str, Any]], saliency: bool) -> list[dict]:
+    """The records of one batch of a mixture task's samples (`predict_mixture`), tagged with the task."""
+    task, mixture_task = samples[0]["task"], samples[0]["mixture_task"]
+    evaluation = TASK_EVALUATIONS[task]
+    options = {"saliency": saliency} if evaluation.takes_saliency else {}
+    records = evaluation.predict(model, samples, range(len(samples)), len(samples), **options)
+    return [{**record, "task": task, "mixture_task": mixture_task} for record in records]
+
+
+MIXTURE_METRIC = "mean_task_score"
+
+
+def score_mixture(records: Sequence[dict]) -> dict[str, float | int]:
+    """Metrics of `predict_mixture` records: `MIXTURE_METRIC`, then each mixture task's metrics (by its `task`'s
+    scorer) as `"{mixture task}/{metric}"`, tasks in sorted order (`moment/mIoU`, `choice/accuracy`,
+    `needle/circular_accuracy`, ...).
+
+    `mean_task_score`, the scalar that keeps a mixture run's best checkpoint, is the mean over the mixture's tasks of
+    each one's primary metric (the one that keeps a single-task run's best checkpoint: mIoU for moments, accuracy
+    for multiple choice; all percentages). Each task weighs the same whatever its share of the training samples, so
+    no checkpoint is kept for its largest task alone; accuracy over every asked rotation rather than circular
+    accuracy, as it counts four times the answers, a steadier signal on a small validation split.
+
+    Raises:
+        ValueError: no records, or as the tasks' scorers.
+    """
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        groups.setdefault(record["mixture_task"], []).append(record)
+    if not groups:
+        raise ValueError("no prediction records to score")
+    metrics: dict[str, float | int] = {}
+    primary = []
+    for name in sorted(groups):
+        evaluation = TASK_EVALUATIONS[groups[name][0]["task"]]
+        scored = evaluation.score(groups[name])
+        metrics.update({f"{name}/{key}": value for key, value in scored.items()})
+        primary.append(scored[evaluation.metric])
+    return {MIXTURE_METRIC: round(fmean(primary), 2), **metrics}
+
+
 @dataclass(frozen=True)
 class TaskEvaluation:
-    """How a `data.task` is evaluated: `predict(model, dataset, indices, batch_size)` -> records, `score(records)`
-    -> metrics, and the `metric` (higher is better) that picks the best checkpoint."""
+    """How a `data.task` is evaluated: `predict(model, dataset, indices, batch_size)` -> records (with
+    `takes_saliency`, it also takes `saliency`: a model with a saliency head adds its scores), `score(records)` ->
+    metrics, and the `metric` (higher is better) that picks the best checkpoint."""
 
     predict: Callable[..., list[dict]]
     score: Callable[[Sequence[dict]], dict[str, float | int]]
     metric: str
+    takes_saliency: bool = False
 
 
 TASK_EVALUATIONS: dict[str, TaskEvaluation] = {
-    "moment": TaskEvaluation(predict_windows, score, "mIoU"),
+    "moment": TaskEvaluation(predict_windows, score, "mIoU", takes_saliency=True),
     "choice": TaskEvaluation(predict_choices, score_choices, "accuracy"),
+    "mixture": TaskEvaluation(predict_mixture, score_mixture, MIXTURE_METRIC, takes_saliency=True),
 }

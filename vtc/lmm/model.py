@@ -16,7 +16,7 @@ saliency head (`saliency`), batches (`batches`) and checkpoints (`persistence`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -45,6 +45,21 @@ def build_compressor(config: Mapping[str, Any], dim: int, grid: tuple[int, int] 
     if grid is not None and takes_argument(name, "grid") and options.get("grid") is None:
         options["grid"] = list(grid)
     return create_compressor(name, dim=dim, **options)
+
+
+def moment_saliency_loss(
+    model: VideoLMM, outputs: Any, times: list[Tensor], windows: Sequence[Any] | None
+) -> Tensor | float:
+    """The weighted saliency loss (`saliency_loss` x `SaliencyHead.loss`, a scalar tensor) of the LM `outputs` (their
+    `encoder_last_hidden_state [B, L, H]`, visual tokens at `times`, `[L_i]` seconds per row) over the rows that have
+    a window: every row of a moment batch, the moment rows of a task mixture's (its multiple-choice rows' windows
+    are None); 0.0 for a model without a saliency head or a batch without such a row."""
+    rows = [row for row, window in enumerate(windows or []) if window is not None]
+    if model.saliency_head is None or not rows:
+        return 0.0
+    hidden = outputs.encoder_last_hidden_state[rows]
+    loss = model.saliency_head.loss(hidden, [times[row] for row in rows], [windows[row] for row in rows])
+    return model.config["saliency_loss"] * loss
 
 
 def build_model(config: Mapping[str, Any] | str | os.PathLike) -> VideoLMM:
@@ -172,25 +187,26 @@ class VideoLMM(nn.Module):
 
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
         """Answer loss of a batch (scalar): `frames` or `features` + `timestamps` (see `visual_tokens`), `query`
-        (B strings), and `answer` (B strings) or `window` (B `(start, end)` seconds)."""
+        (B strings), and `answer` (B strings) or `window` (B `(start, end)` seconds); a task mixture's batch has
+        both (None where a row has the other) and `task` (what each row asks), and `moment_saliency_loss`."""
         queries = list(batch["query"])
         compressed = self.visual_tokens(batch)
         if len(queries) != compressed.tokens.shape[0]:
             raise ValueError(f"expected {compressed.tokens.shape[0]} queries (one per video), got {len(queries)}")
         timed = self.timed_visual_embeddings(compressed, batch.get("duration"))
         answers = self.sequence_builder.answer_text(batch)
-        outputs = self.llm(**self.sequence_builder.inputs([embeds for embeds, _ in timed], queries, answers))
-        if self.saliency_head is None:
-            return outputs.loss
-        saliency = self.saliency_head.loss(outputs.encoder_last_hidden_state, [t for _, t in timed], batch["window"])
-        return outputs.loss + self.config["saliency_loss"] * saliency
+        visual, times = [embeds for embeds, _ in timed], [t for _, t in timed]
+        outputs = self.llm(**self.sequence_builder.inputs(visual, queries, answers, batch.get("task")))
+        return outputs.loss + moment_saliency_loss(self, outputs, times, batch.get("window"))
 
     @torch.no_grad()
     def saliency_scores(self, batch: Mapping[str, Any]) -> list[tuple[Tensor, Tensor]]:
         """Per video, its distinct visual times `[T_i]` and their saliency logits `[T_i]` (`time_scores` of the LM
         encoder's states; `batch` as for `generate_text`, with `duration`)."""
         timed = self.timed_visual_embeddings(self.visual_tokens(batch), batch.get("duration"))
-        inputs = self.sequence_builder.inputs([embeds for embeds, _ in timed], list(batch["query"]), None)
+        inputs = self.sequence_builder.inputs(
+            [embeds for embeds, _ in timed], list(batch["query"]), None, batch.get("task")
+        )
         hidden = self.language_model.get_encoder()(**inputs).last_hidden_state
         return self.saliency_head.time_scores(hidden, [t for _, t in timed])
 
@@ -213,7 +229,8 @@ class VideoLMM(nn.Module):
     @torch.no_grad()
     def generate_text(self, batch: Mapping[str, Any], num_beams: int | None = None) -> list[str]:
         """Decoded answers of a batch (greedy by default, beam search when `num_beams > 1`)."""
-        return generate_answers(self, self.visual_tokens(batch), list(batch["query"]), batch.get("duration"), num_beams)
+        queries, durations = list(batch["query"]), batch.get("duration")
+        return generate_answers(self, self.visual_tokens(batch), queries, durations, num_beams, batch.get("task"))
 
     def predict(self, clip_or_path: Any, query: str, num_beams: int | None = None) -> dict[str, Any]:
         """Answer `query` about one video.
@@ -257,12 +274,13 @@ def generate_answers(
     queries: list[str],
     durations: list[float] | None = None,
     num_beams: int | None = None,
+    tasks: list[str] | None = None,
 ) -> list[str]:
     """`model`'s decoded answers to `queries` (one per video) about already compressed visual tokens `[B, L, D]`
-    (`durations` in seconds, needed with time tokens): `VideoLMM.generate_text`, and a predictor that encodes a
-    video once."""
+    (`durations` in seconds, needed with time tokens; `tasks`, what each row asks, in a task mixture's batches):
+    `VideoLMM.generate_text`, and a predictor that encodes a video once."""
     visual = model.visual_embeddings(compressed, durations)
-    inputs = model.sequence_builder.inputs(visual, queries, None)
+    inputs = model.sequence_builder.inputs(visual, queries, None, tasks)
     inputs.pop("position_ids", None)
     output = model.language_model.generate(
         **inputs,

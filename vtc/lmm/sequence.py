@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
 from vtc.lmm.answers import (
+    CHOICE_QUESTION,
     ParsedWindow,
     decode_time_tokens,
     format_time_token_window,
@@ -38,7 +39,8 @@ class SequenceBuilder:
 
     It holds the tokenizer and the (unwrapped) Hugging Face model, whose input embeddings it looks up at each call
     (LoRA may wrap them after construction), and the config's `prompt`, `question`, `answer_template`,
-    `timestamp_tokens` and `time_tokens`.
+    `timestamp_tokens` and `time_tokens`. A batch of a task mixture says what each row asks (`tasks`): a moment
+    row fills the config's `question`, a multiple-choice row asks its prompt whole (`questions`).
     """
 
     def __init__(self, tokenizer: Any, language_model: nn.Module, config: Mapping[str, Any]) -> None:
@@ -113,15 +115,34 @@ class SequenceBuilder:
         return torch.cat(pieces), torch.cat(piece_times)
 
     def answer_text(self, batch: Mapping[str, Any]) -> list[str]:
-        """`batch["answer"]` strings, or `batch["window"]` `(start, end)` pairs in the configured template (with
-        `time_tokens`, as time tokens of `batch["duration"]`)."""
-        if "answer" in batch:
-            return list(batch["answer"])
-        if not self.num_time_tokens:
-            return [format_window(start, end, self.answer_template) for start, end in batch["window"]]
+        """Each row's target: its `batch["answer"]` string, else its `batch["window"]` `(start, end)` in the
+        configured template (with `time_tokens`, as time tokens of `batch["duration"]`); a batch of a task mixture
+        has None in the entries of the rows that the other key answers."""
+        rows = len(batch["answer"] if "answer" in batch else batch["window"])
+        answers, windows = batch.get("answer", [None] * rows), batch.get("window", [None] * rows)
+        durations = batch.get("duration", [None] * rows)
         return [
-            format_time_token_window(start, end, duration, self.num_time_tokens, self.answer_template)
-            for (start, end), duration in zip(batch["window"], batch["duration"], strict=True)
+            answer if answer is not None else self.window_text(window, duration)
+            for answer, window, duration in zip(answers, windows, durations, strict=True)
+        ]
+
+    def window_text(self, window: Sequence[float], duration: float | None) -> str:
+        """The answer text of a `(start, end)` window in seconds (with `time_tokens`, as time tokens of `duration`
+        seconds)."""
+        start, end = window
+        if not self.num_time_tokens:
+            return format_window(start, end, self.answer_template)
+        return format_time_token_window(start, end, duration, self.num_time_tokens, self.answer_template)
+
+    def questions(self, queries: Sequence[str], tasks: Sequence[str | None] | None = None) -> list[str]:
+        """The question text of each row: its query in the config's `question`, except a row whose `tasks` entry is
+        `"choice"` (its query is the whole multiple-choice prompt, `format_choices`), asked as it is
+        (`CHOICE_QUESTION`). `tasks`, one per row, comes with a task mixture's batches; without it every row
+        takes the config's question."""
+        tasks = [None] * len(queries) if tasks is None else tasks
+        return [
+            (CHOICE_QUESTION if task == "choice" else self.question).format(query=query)
+            for query, task in zip(queries, tasks, strict=True)
         ]
 
     def parse_answer(self, text: str, duration: float) -> ParsedWindow:
@@ -130,9 +151,16 @@ class SequenceBuilder:
             text = decode_time_tokens(text, duration, self.num_time_tokens)
         return parse_window(text, duration)
 
-    def inputs(self, visual: list[Tensor], queries: list[str], answers: list[str] | None) -> dict[str, Tensor]:
-        """LM inputs: `inputs_embeds [B, L, H]`, `attention_mask [B, L]`, and `labels` with `answers`."""
-        question = [self.embed_text(self.question.format(query=query), eos=self.is_seq2seq)[1] for query in queries]
+    def inputs(
+        self,
+        visual: list[Tensor],
+        queries: list[str],
+        answers: list[str] | None,
+        tasks: Sequence[str | None] | None = None,
+    ) -> dict[str, Tensor]:
+        """LM inputs: `inputs_embeds [B, L, H]`, `attention_mask [B, L]`, and `labels` with `answers`; `visual`
+        holds `[L_i, H]` per row, each row asking its query as `questions(queries, tasks)` says."""
+        question = [self.embed_text(text, eos=self.is_seq2seq)[1] for text in self.questions(queries, tasks)]
         if self.is_seq2seq:
             embeds = [torch.cat([video, text]) for video, text in zip(visual, question, strict=True)]
             inputs = self.padded(embeds, padding_side="right")

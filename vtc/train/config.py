@@ -8,8 +8,6 @@ whose values are parsed as YAML scalars. The resolved config is written next to 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -19,11 +17,14 @@ from typing import Any
 import yaml
 
 from vtc.data.qa import LAYOUTS
+from vtc.train.config_values import coerce, parse_number
+from vtc.train.mixture import MIXTURE_TASK, check_mixture
 from vtc.utils.checks import check_choice, is_count
 from vtc.utils.io import atomic_write_text
 
 RESOLVED_CONFIG_NAME = "config.yaml"
-TASKS: tuple[str, ...] = ("moment", "choice")
+TASKS: tuple[str, ...] = ("moment", "choice")  # what one sample asks
+DATA_TASKS: tuple[str, ...] = (*TASKS, MIXTURE_TASK)  # what `data.task` may be
 
 
 @dataclass
@@ -61,10 +62,18 @@ class DataConfig:
     `task` is what the samples ask: `"moment"` (a query, its window as the target) or `"choice"` (multiple-choice
     questions: the prompt of `vtc.lmm.answers.format_choices`, the right option's letter as the target; files read
     with `vtc.data.qa.load_choices` in `layout`, `"auto"` detecting it; the synthetic source's `choice` and
-    `needle` variants); validation and `vtc evaluate --checkpoint` then score accuracy and circular accuracy."""
+    `needle` variants); validation and `vtc evaluate --checkpoint` then score accuracy and circular accuracy.
+    `"mixture"` (the synthetic source only) trains one model on several tasks: `mixture` gives each task's share of
+    every split (`vtc.train.mixture`; the synthetic tasks are its variants, e.g. `{moment: 0.5, choice: 0.25,
+    needle: 0.25}`), counted exactly, each task's videos from its own variant's generator; each sample asks its
+    own question (a moment query, or a multiple-choice prompt answered with a letter), the saliency loss learns from
+    the moment samples only, and validation reports each task's metrics (`moment/mIoU`, `choice/accuracy`,
+    `needle/circular_accuracy`, ...) and keeps the best checkpoint by their `mean_task_score`
+    (`vtc.eval.predict.score_mixture`)."""
 
     source: str = "files"
     task: str = "moment"
+    mixture: dict[str, float] | None = None
     layout: str = "auto"
     synthetic: dict[str, Any] = field(default_factory=dict)
     num_train: int = 1000
@@ -175,14 +184,6 @@ def parse_override(text: str) -> dict[str, Any]:
     return parsed
 
 
-def parse_number(text: str) -> Any:
-    """YAML reads `1e-4` as a string (it needs `1.0e-4`); read such numbers as floats."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     """A `TrainConfig` from nested dicts; `ValueError` naming any unknown section or key."""
     sections = {item.name: item.type for item in fields(TrainConfig)}
@@ -237,7 +238,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "run.patience": (is_count, "null or an integer >= 1"),
     "run.eval_batch_size": (is_count, "an integer >= 1"),
     "run.log_every": (is_count, "an integer >= 1"),
-    "data.task": (lambda value: value in TASKS, f"one of {TASKS}"),
+    "data.task": (lambda value: value in DATA_TASKS, f"one of {DATA_TASKS}"),
     "data.layout": (lambda value: value in LAYOUTS, f"one of {LAYOUTS}"),
     "data.num_train": (is_count, "an integer >= 1"),
     "data.num_val": (is_count, "an integer >= 1"),
@@ -249,11 +250,13 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def validate(config: TrainConfig) -> None:
-    """Check value ranges (`RULES`), that at most one of `model.tiny_lm`, `model.lmm.llm.path` and
-    `model.init_from` names the language model, and that `model.hf` (a mapping) stands alone."""
+    """Check value ranges (`RULES`), the task mixture (`check_mixture`), that at most one of `model.tiny_lm`,
+    `model.lmm.llm.path` and `model.init_from` names the language model, and that `model.hf` (a mapping) stands
+    alone."""
     for name, (ok, allowed) in RULES.items():
         section, key = name.split(".")
         require(name, getattr(getattr(config, section), key), ok, allowed)
+    check_mixture(config.data.task, config.data.mixture, config.model.hf)
     hf = config.model.hf
     if hf is not None:
         if not isinstance(hf, Mapping):
@@ -274,40 +277,6 @@ def validate(config: TrainConfig) -> None:
             f"model.tiny_lm and model.lmm.llm.path are both set (llm.path={llm_path!r}); the tiny LM would replace "
             "it: set only one"
         )
-
-
-def coerce(value: Any, spec: dataclasses.Field, name: str) -> Any:
-    """Check / convert a value against its field's default type (numbers from YAML, tuples from lists)."""
-    default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
-    if default is None:
-        return value
-    if value is None:
-        raise ValueError(f"{name} cannot be null: give a value like its default {default!r}")
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, (int, float)):
-        return finite_number(value, type(default), name)
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{name} must be a list of {len(default)} numbers, got {value!r}")
-        return tuple(finite_number(item, float, name) for item in value)
-    if isinstance(default, dict) and not isinstance(value, Mapping):
-        raise ValueError(f"{name} must be a mapping, got {value!r}")
-    return value
-
-
-def finite_number(value: Any, kind: type, name: str) -> int | float:
-    """`value` as a finite `kind` (int or float); `ValueError` naming `name` for text, inf, nan or a fraction."""
-    number = parse_number(value) if isinstance(value, str) else value
-    if not isinstance(number, (int, float)) or isinstance(number, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if kind is int and float(number) != int(number):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return kind(number)
 
 
 def load_train_config(paths: Iterable[str | os.PathLike] = (), overrides: Iterable[str] = ()) -> TrainConfig:

@@ -19,6 +19,7 @@ from vtc.data.moment import MomentItem, load_moments
 from vtc.data.qa import QAItem, load_choices
 from vtc.lmm.answers import choice_fields
 from vtc.train.config import DataConfig, TrainConfig
+from vtc.train.mixture import MIXTURE_TASK
 
 Item = MomentItem | QAItem
 
@@ -60,6 +61,11 @@ SPLITS = ("train", "val", "test")
 
 def split_files(config: DataConfig) -> dict[str, tuple[str, str | None]]:
     """Split name -> (annotation file, durations csv) for each split that has its own file (`train` always)."""
+    if config.task == MIXTURE_TASK:
+        raise ValueError(
+            "data.task 'mixture' is built by the synthetic source (data.source: synthetic); the files source reads "
+            "one task per run: set data.task to 'moment' or 'choice'"
+        )
     if config.train is None:
         raise ValueError("data.source 'files' needs data.train, the training annotation file")
     if config.val is None and config.val_fraction is None and config.val_count is None:

@@ -1,5 +1,5 @@
 """Evaluate a trained checkpoint: generate answers on a split, write predictions and metrics (`vtc evaluate
---checkpoint`), for moment retrieval or multiple-choice QA as the data config's `data.task` says."""
+--checkpoint`), for moment retrieval, multiple-choice QA or a task mixture as the data config's `data.task` says."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def evaluate_checkpoint(
     writes `out/predictions.jsonl` and `out/metrics.json`. Moments: moment_detr's format plus the raw `text`, and
     `pred_saliency_scores` (one per 2 s clip) when the model has a saliency head; multiple choice: every question
     asked in all rotations of its options (`vtc.eval.predict.predict_choices`), accuracy, circular accuracy and
-    unparseable answers (`num_invalid`)."""
+    unparseable answers (`num_invalid`); a task mixture: each record tagged with its `task` and `mixture_task`, and
+    each task's metrics under `"{mixture task}/{metric}"` with their `mean_task_score` (`score_mixture`)."""
     folder = resolve_checkpoint(Path(checkpoint))
     if (folder / STATE_NAME).exists():  # a training checkpoint: its files checked (a bare model/ folder is taken)
         verify_checkpoint(folder)
@@ -55,7 +56,7 @@ def evaluate_checkpoint(
     model = load_model(folder / "model")
     evaluation = TASK_EVALUATIONS[config.data.task]
     saliency = getattr(model, "saliency_head", None) is not None  # a Hugging Face model (`model.hf`) has none
-    options = {"saliency": saliency} if config.data.task == "moment" else {}
+    options = {"saliency": saliency} if evaluation.takes_saliency else {}
     records = evaluation.predict(model, dataset, range(len(dataset)), batch_size, **options)
     metrics = evaluation.score(records)
     out = Path(out)

@@ -1,11 +1,11 @@
 """`Trainer`: trains a `VideoLMM`, or a compressor (and LoRA adapters) inside a Hugging Face video LLM named by
-`model.hf` (`vtc.integrations.training.HFVideoLLM`), on moment retrieval or multiple-choice QA (`data.task`) with
-`accelerate` (one process or many, unchanged).
+`model.hf` (`vtc.integrations.training.HFVideoLLM`), on moment retrieval, multiple-choice QA or a mixture of tasks
+(`data.task`) with `accelerate` (one process or many, unchanged).
 
 AdamW (STAC: lr 1e-5, weight decay 0.01; as Hugging Face's Trainer, no decay on biases and norm weights), linear
 warm-up over the first `warmup_ratio` of the steps then cosine decay to 0, gradient clipping, generation-based
 validation (`vtc.eval.predict`) every `eval_every` steps with early stopping on validation mIoU (accuracy for
-multiple choice),
+multiple choice, the mean task score for a mixture),
 metrics to `metrics.jsonl`, resumable checkpoints (`vtc.train.checkpoint`) that reproduce an uninterrupted run
 bit for bit on the same hardware and process count. A run never replaces nor mixes with another run in its folder
 (`vtc.train.run_folder`).
@@ -60,7 +60,9 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
 
 def task_model_config(config: dict[str, Any], task: str) -> dict[str, Any]:
     """A `VideoLMM` config fitted to `data.task`: multiple choice asks its prompt whole (the default moment question
-    becomes `{query}`) and has no window for a saliency loss (an error when `saliency_loss` is set)."""
+    becomes `{query}`) and has no window for a saliency loss (an error when `saliency_loss` is set). A mixture keeps
+    the config: its batches say what each row asks (`SequenceBuilder.questions`), and the saliency loss learns from
+    its moment rows only."""
     if task != "choice":
         return config
     if config["saliency_loss"] > 0:

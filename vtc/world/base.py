@@ -1,12 +1,14 @@
 """`vtc base`: train the embedded benchmark's base video LLM uncompressed, score it, and export it with its card.
 
 The papers adapt their compressors from a pretrained video LLM (STAC from BLIP-2 + Flan-T5, MambaMia from a
-LLaVA-style model); this is the synthetic world's. `vtc base` trains `configs/model/world_base.yaml` on the default
-benchmark (`configs/data/synthetic.yaml`, 8 frames per video) into `--run` (a finished run there is reused, an
-interrupted one resumed), scores the best checkpoint on `--num-test` held-out test videos with the generated answer
-(the papers' readout) and with the saliency head, beside the best blind answer, and writes the base folder
-(`vtc.lmm.base_model`) with a model card (`base.json` and `README.md`): the command, steps, data, wall time and
-accuracy. `vtc compare --base DIR` then adapts every method from it.
+LLaVA-style model); this is the synthetic world's. `vtc base` trains `configs/model/world_base.yaml` uncompressed on
+the default benchmark's moments (`configs/data/synthetic.yaml`, 8 frames per video) or, with `--mixture`, on the
+mixture of its tasks (`configs/data/synthetic_mixture.yaml`: moments, the `choice` and the `needle` questions) into
+`--run` (a finished run there is reused, an interrupted one resumed), scores the best checkpoint on `--num-test`
+held-out test items per task: moments with the generated answer (the papers' readout) and with the saliency head,
+beside the best blind answer; multiple-choice tasks by accuracy and circular accuracy, every question asked in its
+4 rotations. It writes the base folder (`vtc.lmm.base_model`) with a model card (`base.json` and `README.md`): the
+command, steps, data, wall time and accuracy per task. `vtc compare --base DIR` then adapts every method from it.
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vtc.eval.predict import predict_windows, score
+from vtc.eval.predict import predict_choices, predict_windows, score, score_choices
 from vtc.lmm.base_model import save_base_model
 from vtc.train.checkpoint import load_model
-from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_train_config
+from vtc.train.config import RESOLVED_CONFIG_NAME, DataConfig, TrainConfig, load_train_config
+from vtc.train.mixture import MIXTURE_TASK, mixture_counts
 from vtc.train.trainer import RESULTS_NAME, Trainer
 from vtc.utils.io import atomic_write_text
 from vtc.world.compare.blind import blind_baseline
-from vtc.world.source import synthetic_test_samples
+from vtc.world.source import synthetic_test_samples, variant_task
 from vtc.world.synthetic import SyntheticMoments
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 BASE_CONFIGS = (CONFIG_DIR / "model" / "world_base.yaml", CONFIG_DIR / "data" / "synthetic.yaml")
+MIXTURE_CONFIGS = (BASE_CONFIGS[0], CONFIG_DIR / "data" / "synthetic_mixture.yaml")
 BASE_OVERRIDES = ["data.num_frames=8", "model.lmm.time_tokens=8", "data.num_val=50", "data.cache_in_memory=true"]
 DEFAULT_OUT = "bases/world-qformer"
 
@@ -39,7 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help="the base folder to write (never overwritten)")
     parser.add_argument("--run", default="runs/base/world-qformer", help="the training run folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training config override")
-    parser.add_argument("--num-test", type=int, default=200, help="held-out test videos")
+    parser.add_argument("--num-test", type=int, default=200, help="held-out test items per task")
+    parser.add_argument(
+        "--mixture",
+        action="store_true",
+        help="train on the mixture of the benchmark's tasks (configs/data/synthetic_mixture.yaml: moments 0.5, "
+        "choice 0.25, needle 0.25; change a share with --set data.mixture.NAME=SHARE, 0 leaving the task out)",
+    )
 
 
 def trained_summary(config: TrainConfig) -> dict[str, Any]:
@@ -58,9 +68,20 @@ def trained_summary(config: TrainConfig) -> dict[str, Any]:
     return {**summary, "train_seconds": summary["train_seconds_this_process"]}
 
 
+def task_test_samples(data: DataConfig, name: str, num_test: int) -> Any:
+    """`num_test` held-out test items of one task: of a mixture, a mixture of that task alone (its samples say
+    what they ask; the moment task's videos are a moment-only base's test videos)."""
+    if data.task == MIXTURE_TASK:
+        data = dataclasses.replace(data, mixture={name: 1.0})
+    return synthetic_test_samples(data, num_test, cache=True)
+
+
 def readout_scores(model: Any, config: TrainConfig, num_test: int) -> dict[str, dict[str, float]]:
-    """Test metrics of `model` with the generated answer (`text`) and, when it has one, the saliency head."""
-    test = synthetic_test_samples(config.data, num_test, cache=True)
+    """Moment test metrics of `model` with the generated answer (`text`) and, when it has one, the saliency head,
+    beside the best blind answer; none when the base learned no moments."""
+    if "moment" not in task_counts(config.data):
+        return {}
+    test = task_test_samples(config.data, "moment", num_test)
     scores = {}
     for readout in ("text", "saliency") if model.saliency_head is not None else ("text",):
         model.config["readout"] = readout
@@ -71,9 +92,38 @@ def readout_scores(model: Any, config: TrainConfig, num_test: int) -> dict[str, 
     return scores
 
 
+def question_scores(model: Any, config: TrainConfig, num_test: int) -> dict[str, dict[str, float]]:
+    """Test accuracy, circular accuracy and unreadable answers (`num_invalid`) of each multiple-choice task the
+    base learned, every question asked in its 4 rotations (`predict_choices`)."""
+    scores = {}
+    for name in task_counts(config.data):
+        if variant_task(name) == "choice":
+            test = task_test_samples(config.data, name, num_test)
+            metrics = score_choices(predict_choices(model, test, range(len(test)), config.run.eval_batch_size))
+            scores[name] = {key: metrics[key] for key in ("accuracy", "circular_accuracy", "num_invalid")}
+    return scores
+
+
 def card_markdown(card: dict[str, Any]) -> str:
-    """The model card as Markdown (the folder's README)."""
+    """The model card as Markdown (the folder's README): moment retrieval by readout, multiple-choice accuracy per
+    task, or the note that the base learned moments only."""
     rows = [f"| {name} | {s['mIoU']:.2f} | {s['R1@0.5']:.1f} | {s['R1@0.7']:.1f} |" for name, s in card["test"].items()]
+    questions = card.get("questions", {})
+    question_rows = [
+        f"| {name} | {s['accuracy']:.2f} | {s['circular_accuracy']:.2f} | {s['num_invalid']} |"
+        for name, s in questions.items()
+    ]
+    tasks = card.get("tasks", {"moment": 1.0})
+    learned = ", ".join(f"{name} ({share:g})" for name, share in tasks.items())
+    moments = ["| readout | mIoU | R1@0.5 | R1@0.7 |", "|---|---|---|---|", *rows, ""] if rows else []
+    choices = [
+        "Multiple choice, every question asked in its 4 rotations (chance: accuracy 25, circular accuracy 0.39):",
+        "",
+        "| task | accuracy | circular accuracy | unreadable answers |",
+        "|---|---|---|---|",
+        *question_rows,
+    ]
+    not_learned = "Multiple-choice accuracy is not reported: this base learned moment retrieval only (`--mixture`)."
     return "\n".join(
         [
             "# The embedded benchmark's base video LLM",
@@ -82,36 +132,54 @@ def card_markdown(card: dict[str, Any]) -> str:
             "",
             f"Re-create: `{card['command']}` ({card['steps']} steps, {card['train_seconds']} s of training here).",
             f"Data: {card['data']}",
+            f"Tasks learned (their shares of the training videos): {learned}",
             "",
-            f"Held-out test ({card['test_videos']} videos):",
+            f"Held-out test ({card['test_videos']} items per task):",
             "",
-            "| readout | mIoU | R1@0.5 | R1@0.7 |",
-            "|---|---|---|---|",
-            *rows,
-            "",
-            "Multiple-choice accuracy is not reported: this base learned moment retrieval only (issue #15: a mixture).",
+            *moments,
+            *(choices if question_rows else [not_learned]),
             "",
         ]
     )
 
 
+def task_counts(data: DataConfig) -> dict[str, int]:
+    """How many training videos each task the base learns has (`mixture_counts`; all of them moments without a
+    mixture)."""
+    if data.task != MIXTURE_TASK:
+        return {"moment": data.num_train}
+    return {name: count for name, count in mixture_counts(data.mixture, data.num_train).items() if count}
+
+
+def data_summary(data: DataConfig) -> str:
+    """The card's line on the training data: videos, seed, frames and each task's count."""
+    counts = ", ".join(f"{count} {name}" for name, count in task_counts(data).items())
+    return (
+        f"{data.num_train} synthetic training videos (seed {data.synthetic.get('seed', 0)}), "
+        f"{data.num_frames} frames each ({counts})"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    config = load_train_config(BASE_CONFIGS, [*BASE_OVERRIDES, f"run.output_dir={args.run}", *args.set])
+    files = MIXTURE_CONFIGS if args.mixture else BASE_CONFIGS
+    config = load_train_config(files, [*BASE_OVERRIDES, f"run.output_dir={args.run}", *args.set])
     summary = trained_summary(config)
     model = load_model(Path(summary["best_checkpoint"]) / "model")
     test = readout_scores(model, config, args.num_test)
     keys = ("mIoU", "R1@0.3", "R1@0.5", "R1@0.7")
     card = {
         "model": "frozen patch encoder (10 x 10 tokens per frame) -> Q-Former (32 queries per frame) -> MLP projector "
-        "-> tiny T5 trained in full, LITA time tokens, generated answer `[[<ts>, <te>]]`",
+        "-> tiny T5 trained in full, LITA time tokens, generated answer `[[<ts>, <te>]]`"
+        + (" (a multiple-choice question: the option's letter)" if args.mixture else ""),
         "command": shlex.join(["vtc", "base", *sys.argv[2:]]),
-        "config": {"files": [str(path.relative_to(CONFIG_DIR.parent)) for path in BASE_CONFIGS], "overrides": args.set},
+        "config": {"files": [str(path.relative_to(CONFIG_DIR.parent)) for path in files], "overrides": args.set},
         "steps": summary["step"],
         "train_seconds": summary["train_seconds"],
-        "data": f"{config.data.num_train} synthetic training videos (seed {config.data.synthetic.get('seed', 0)}), "
-        f"{config.data.num_frames} frames each",
+        "data": data_summary(config.data),
+        "tasks": {name: count / config.data.num_train for name, count in task_counts(config.data).items()},
         "test_videos": args.num_test,
         "test": {name: {key: metrics[key] for key in keys} for name, metrics in test.items()},
+        "questions": question_scores(model, config, args.num_test),
     }
     folder = save_base_model(model, args.out, card)
     atomic_write_text(folder / "README.md", card_markdown(card))

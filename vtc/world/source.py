@@ -1,7 +1,8 @@
 """The `synthetic` data source: `SyntheticMoments` videos as training samples of `num_frames` uniformly sampled
-frames (moment samples, or multiple-choice samples of the `choice` and `needle` variants with `data.task: choice`),
-the words of their queries (a tiny language model's vocabulary), the held-out test split, and the pre-training of a
-`scene` encoder that a config names without weights."""
+frames (moment samples, multiple-choice samples of the `choice` and `needle` variants with `data.task: choice`, or
+a mixture of the variants' tasks with `data.task: mixture`), the words of their queries (a tiny language model's
+vocabulary), the held-out test split, and the pre-training of a `scene` encoder that a config names without
+weights."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from torch.utils.data import Dataset
 from vtc.lmm.answers import choice_fields
 from vtc.train.config import TASKS, DataConfig, TrainConfig
 from vtc.train.data import DataSource
+from vtc.train.mixture import MIXTURE_TASK, mixture_counts
 from vtc.utils.checks import check_choice
 from vtc.world.pretrain import DEFAULT_PRETRAIN_STEPS, cached_scene_encoder
 from vtc.world.raster import COLOURS, SHAPES
 from vtc.world.scene_encoder import DEFAULT_WIDTH
-from vtc.world.synthetic import SyntheticMoments
+from vtc.world.synthetic import VARIANTS, SyntheticMoments
 from vtc.world.tracks import EVENTS
 
 SYNTHETIC_WORDS = (*SHAPES, *COLOURS, *EVENTS, "turns")  # the tiny tokenizer learns the prompt words itself
@@ -69,21 +71,81 @@ class SyntheticSamples(Dataset):
         return {**visual, "query": video.query, "window": video.window}
 
 
-def synthetic_datasets(config: DataConfig) -> tuple[SyntheticSamples, SyntheticSamples]:
+def variant_task(variant: str) -> str:
+    """What a variant's samples ask in a task mixture: `moment` for the `moment` variant, else `choice`."""
+    return "moment" if check_choice("mixture task", variant, VARIANTS) == "moment" else "choice"
+
+
+class MixtureSamples(Dataset):
+    """A task mixture's samples (`data.task: mixture`): each task of `mixture` is a synthetic variant (`moment`,
+    `choice`, `needle`) with its share. Of the `num_videos` indices of one seed, each task gets a block of
+    consecutive ones, its exact share (`mixture_counts`, blocks in the mixture's order), rendered by its variant's
+    generator and asked as `variant_task` says; so no video is asked two tasks, and a split is a pure function of
+    the settings and the seed. A sample is its `SyntheticSamples` sample with `task` (what it asks) and
+    `mixture_task` (the variant). `synthetic` holds the `SyntheticMoments` settings (without `variant`)."""
+
+    def __init__(
+        self, mixture: dict[str, float], num_videos: int, synthetic: dict[str, Any], num_frames: int, cache: bool
+    ) -> None:
+        if "variant" in synthetic:
+            raise ValueError(
+                f"data.synthetic.variant is set ({synthetic['variant']!r}) but data.task 'mixture' takes each task's "
+                "variant from data.mixture: remove it"
+            )
+        unknown = sorted(set(mixture) - set(VARIANTS))
+        if unknown:
+            raise ValueError(f"data.mixture names {unknown}: the synthetic tasks are its variants {VARIANTS}")
+        counts = mixture_counts(mixture, num_videos)
+        starved = [name for name, count in counts.items() if mixture[name] > 0 and count == 0]
+        if starved:
+            raise ValueError(
+                f"{num_videos} videos leave the mixture's tasks {starved} without a sample: raise the split's size "
+                "(data.num_train, data.num_val, the test videos) or their shares"
+            )
+        self.num_videos, end = num_videos, 0
+        self.blocks: list[tuple[int, str, SyntheticSamples]] = []  # (end of the block, task, its samples)
+        for name, count in counts.items():
+            if count:
+                moments = SyntheticMoments(num_videos=num_videos, **{**synthetic, "variant": name})
+                end += count
+                self.blocks.append((end, name, SyntheticSamples(moments, num_frames, cache, variant_task(name))))
+
+    def __len__(self) -> int:
+        return self.num_videos
+
+    def part(self, index: int) -> tuple[str, SyntheticSamples]:
+        """The task of sample `index` and its variant's samples, without rendering it."""
+        if not 0 <= index < self.num_videos:
+            raise IndexError(f"index {index} out of range for {self.num_videos} samples")
+        return next((name, samples) for end, name, samples in self.blocks if index < end)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        name, samples = self.part(index)
+        return {**samples[index], "task": samples.task, "mixture_task": name}
+
+
+def synthetic_split(
+    data: DataConfig, num_videos: int, seed: int | None, cache: bool
+) -> SyntheticSamples | MixtureSamples:
+    """`num_videos` samples of a data config's task (`seed` replacing `synthetic.seed` when given)."""
+    settings = {**data.synthetic, **({} if seed is None else {"seed": seed})}
+    if data.task == MIXTURE_TASK:
+        return MixtureSamples(data.mixture, num_videos, settings, data.num_frames, cache)
+    return SyntheticSamples(SyntheticMoments(num_videos=num_videos, **settings), data.num_frames, cache, data.task)
+
+
+def synthetic_datasets(config: DataConfig) -> tuple[Dataset, Dataset]:
     """The train (seed `synthetic.seed`) and validation (seed `val_seed`) splits of a data config."""
-    train = SyntheticMoments(num_videos=config.num_train, **config.synthetic)
-    val = SyntheticMoments(num_videos=config.num_val, **{**config.synthetic, "seed": config.val_seed})
     return (
-        SyntheticSamples(train, config.num_frames, config.cache_in_memory, config.task),
-        SyntheticSamples(val, config.num_frames, config.cache_in_memory, config.task),
+        synthetic_split(config, config.num_train, None, config.cache_in_memory),
+        synthetic_split(config, config.num_val, config.val_seed, config.cache_in_memory),
     )
 
 
-def synthetic_test_samples(data: DataConfig, num_videos: int, cache: bool = False) -> SyntheticSamples:
+def synthetic_test_samples(data: DataConfig, num_videos: int, cache: bool = False) -> SyntheticSamples | MixtureSamples:
     """The held-out synthetic test split of a data config: `num_videos` videos with a seed of their own
     (`val_seed + 1`, so neither the training nor the validation split), `num_frames` frames each."""
-    moments = SyntheticMoments(num_videos=num_videos, **{**data.synthetic, "seed": data.val_seed + 1})
-    return SyntheticSamples(moments, data.num_frames, cache, data.task)
+    return synthetic_split(data, num_videos, data.val_seed + 1, cache)
 
 
 def pretrained_scene_encoder(encoder: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
