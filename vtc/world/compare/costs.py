@@ -31,8 +31,11 @@ def prepare_predict(checkpoint: str, sample: dict[str, Any]) -> Any:
     return call
 
 
-def run_cost(model: Any, sample: dict[str, Any], checkpoint: Path, repeats: int = 3) -> dict[str, float]:
-    """Whole-model cost of one sample: parameters, FLOPs/MACs of the training forward, answer latency, peak MB."""
+def run_cost(
+    model: Any, sample: dict[str, Any], checkpoint: Path, repeats: int = 3, measure_memory: bool = True
+) -> dict[str, float | None]:
+    """Whole-model cost of one sample: parameters, FLOPs/MACs of the training forward, answer latency, peak MB (in a
+    fresh process, a few seconds of start-up each; None without `measure_memory`)."""
     batch = collate([sample])
     model.eval()
     with torch.no_grad():
@@ -43,12 +46,10 @@ def run_cost(model: Any, sample: dict[str, Any], checkpoint: Path, repeats: int 
         started = time.perf_counter()
         predict_windows(model, [sample], [0], batch_size=1)
         latencies.append(time.perf_counter() - started)
-    memory = measure(
-        f"{__name__}:prepare_predict",
-        threads=torch.get_num_threads(),
-        checkpoint=str(checkpoint),
-        sample=sample,
-    )
+    memory = {"peak_mb": None}
+    if measure_memory:
+        threads = torch.get_num_threads()
+        memory = measure(f"{__name__}:prepare_predict", threads=threads, checkpoint=str(checkpoint), sample=sample)
     return {
         "parameters": count_parameters(model),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),

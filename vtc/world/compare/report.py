@@ -53,7 +53,8 @@ def budget_table(result: dict[str, Any], budget: str, blind: dict[str, dict[str,
             "| " + " | ".join([
                 method, f"{row['llm_tokens']:.0f}", *(with_interval(row[key], row[f"{key}_ci"]) for key in METRIC_KEYS),
                 retention_cell(method, row), f"{row['parameters'] / 1e6:.2f}M", f"{row['gflops']:.3f}",
-                f"{row['gmacs']:.3f}", f"{row['latency_s'] * 1e3:.1f}", f"{row['peak_mb']:.0f}", versus,
+                f"{row['gmacs']:.3f}", f"{row['latency_s'] * 1e3:.1f}",
+                "-" if row["peak_mb"] is None else f"{row['peak_mb']:.0f}", versus,
             ]) + " |"
         )  # fmt: skip
     start, end = result["blind"]["window"]

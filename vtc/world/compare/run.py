@@ -85,6 +85,7 @@ class CompareSettings:
     output_dir: str = "runs/compare"
     progress: bool = True
     base: str | None = None
+    measure_memory: bool = True  # each run's peak inference memory, in a fresh process (seconds of start-up each)
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> CompareSettings:
@@ -148,7 +149,11 @@ def finished_run(config: TrainConfig) -> dict[str, Any] | None:
 
 
 def train_and_evaluate(
-    config: TrainConfig, test: SyntheticSamples, tokens: tuple[int, int], shared_features: dict[str, Any]
+    config: TrainConfig,
+    test: SyntheticSamples,
+    tokens: tuple[int, int],
+    shared_features: dict[str, Any],
+    measure_memory: bool = True,
 ) -> dict[str, Any]:
     """Train one run (frozen-encoder features shared with the other runs), score its best checkpoint on the test
     split, and measure its cost. A folder holding an unfinished run, or one trained with another config, is archived
@@ -160,10 +165,13 @@ def train_and_evaluate(
         summary = Trainer(config, shared_features=shared_features).fit(overwrite=True)
         summary["train_seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_text(Path(config.run.output_dir) / FINISHED_NAME, json.dumps(summary, indent=2) + "\n")
-    return evaluate(Path(summary["best_checkpoint"]) / "model", summary, reused, config, test, tokens)
+    checkpoint = Path(summary["best_checkpoint"]) / "model"
+    return evaluate(checkpoint, summary, reused, config, test, tokens, measure_memory)
 
 
-def untrained_and_evaluate(config: TrainConfig, test: SyntheticSamples, tokens: tuple[int, int]) -> dict[str, Any]:
+def untrained_and_evaluate(
+    config: TrainConfig, test: SyntheticSamples, tokens: tuple[int, int], measure_memory: bool = True
+) -> dict[str, Any]:
     """Put a training-free compressor into the base (`model.init_from`) with no training, save that model as the
     run's checkpoint (its config and weights beside the trained runs'), and score and cost it as they are."""
     checkpoint = Path(config.run.output_dir) / "untrained" / "model"
@@ -172,7 +180,7 @@ def untrained_and_evaluate(config: TrainConfig, test: SyntheticSamples, tokens: 
     load_base_weights(model, config.model.init_from)
     model.save_pretrained(checkpoint)
     summary = {"train_seconds": 0.0, "step": 0}
-    return evaluate(checkpoint, summary, False, config, test, tokens)
+    return evaluate(checkpoint, summary, False, config, test, tokens, measure_memory)
 
 
 def evaluate(
@@ -182,6 +190,7 @@ def evaluate(
     config: TrainConfig,
     test: SyntheticSamples,
     tokens: tuple[int, int],
+    measure_memory: bool = True,
 ) -> dict[str, Any]:
     """Score the model saved in `checkpoint` on the test split and measure its cost: one run's record."""
     model = load_model(checkpoint)
@@ -196,7 +205,7 @@ def evaluate(
         "reused": reused,
         "steps": summary["step"],
         "checkpoint": str(checkpoint),
-        **run_cost(model, test.sample(0), checkpoint),
+        **run_cost(model, test.sample(0), checkpoint, measure_memory=measure_memory),
     }
 
 
@@ -210,7 +219,8 @@ def aggregate(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> di
         row[key], row[f"{key}_ci"] = interval.mean, interval.half_width
     row.update(retention_of(runs, reference))
     for key in ("llm_tokens", "parameters", "compressor_parameters", "gflops", "gmacs", "latency_s", "peak_mb"):
-        row[key] = statistics.fmean(run[key] for run in runs)
+        values = [run[key] for run in runs]
+        row[key] = None if None in values else statistics.fmean(values)  # peak_mb: None when not measured
     row["train_seconds"] = sum(run["train_seconds"] for run in runs)
     return row
 
@@ -277,9 +287,9 @@ def run_grid(
             if untrained and not seeded and evaluated_once is not None:
                 result = {**evaluated_once, "reused": True}  # the same model whatever the seed
             elif untrained:
-                result = evaluated_once = untrained_and_evaluate(config, test, tokens)
+                result = evaluated_once = untrained_and_evaluate(config, test, tokens, settings.measure_memory)
             else:
-                result = train_and_evaluate(config, test, tokens, shared_features)
+                result = train_and_evaluate(config, test, tokens, shared_features, settings.measure_memory)
             runs.append({"budget": budget, "method": method, "seed": seed, "compressor": compressor, **result})
             if settings.progress:
                 print(
