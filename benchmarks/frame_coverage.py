@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--base", default=str(CONFIG_DIR.parent / "bases" / "world-qformer"))
     parser.add_argument("--videos", type=int, default=40)
     parser.add_argument("--budgets", nargs="+", type=float, default=PRESETS["base"]["budgets"])
+    parser.add_argument("--methods", nargs="+", default=METHODS, help="any registered; untrained weights")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     model = build_model(base_model_config(args.base, {"compressor": {"name": "none"}}))
@@ -60,7 +61,7 @@ def main() -> None:
     frames, per_frame = features.shape[1:3]
     rows = []
     for fraction in args.budgets:
-        for method in METHODS:
+        for method in args.methods:
             compressor_config, tokens = configure(method, frames, per_frame, int(frames * per_frame * fraction))
             compressor = create_compressor(method, dim=features.shape[-1], **compressor_config).eval()
             with torch.no_grad():
