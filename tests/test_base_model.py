@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tiny_runs import TINY_SYNTHETIC
+from tiny_runs import TINY_SYNTHETIC, tiny_base_overrides
 
 import vtc.world  # noqa: F401  (registers the synthetic source and the patch encoder)
 from vtc.data.batch import collate
@@ -177,21 +177,7 @@ def test_probe_targets_label_cells_by_their_majority_object():
 def test_vtc_base_trains_scores_and_exports_a_base_with_its_card(tmp_path, capsys):
     from vtc.cli import main
 
-    tiny = [
-        "model.tiny_lm={kind: t5, hidden: 16, layers: 1, heads: 2}",
-        "model.lmm.qformer={num_queries: 4, hidden: 8, depth: 1, num_heads: 2}",
-        "model.lmm.encoder={type: patch, grid: 2, width: 4, pretrain_steps: 2}",
-        f"data.synthetic={json.dumps(TINY_SYNTHETIC)}",
-        "data.num_frames=2",
-        "model.lmm.time_tokens=2",
-        "data.num_train=4",
-        "data.num_val=2",
-        "optim.batch_size=2",
-        "optim.max_steps=2",
-        "run.eval_every=2",
-        "run.progress=false",
-        f"run.cache_dir={tmp_path / 'cache'}",
-    ]
+    tiny = tiny_base_overrides(tmp_path / "cache", num_train=4, num_val=2)
     command = ["base", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "base"), "--num-test", "2"]
     assert main([*command, *[item for value in tiny for item in ("--set", value)]]) == 0
     card = json.loads((tmp_path / "base" / "base.json").read_text())["card"]

@@ -4,14 +4,13 @@ synthetic `choice` variant and on a QA file in every published layout; saliency 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from tiny_runs import TINY_SYNTHETIC, TINY_TRAINING
+from tiny_runs import SUBPROCESS_ENV, TINY_SYNTHETIC, TINY_TRAINING, config_in, read_jsonl
 
 import vtc.world  # noqa: F401  (registers the synthetic data source)
 from vtc.data.choices import LETTERS, parse_choice
@@ -33,19 +32,11 @@ TINY = {
     "optim": {**TINY_TRAINING["optim"], "max_steps": 4},
     "run": {"eval_every": 2, "log_every": 1, "progress": False},
 }
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 METRIC_KEYS = {"accuracy", "num_questions", "num_invalid", "circular_accuracy", "num_groups"}
 
 
 def tiny_config(output_dir: Path, **data: object) -> dict:
-    raw = json.loads(json.dumps(TINY))
-    raw["data"] = {**raw["data"], **data}
-    raw["run"]["output_dir"] = str(output_dir)
-    return raw
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return config_in(TINY, output_dir, **data)
 
 
 def check_records(records: list[dict], metrics: dict) -> None:
@@ -117,7 +108,7 @@ def test_cli_trains_and_evaluates_the_synthetic_choice_variant(tmp_path):
     config = tmp_path / "choice.yaml"
     config.write_text(yaml.safe_dump(tiny_config(tmp_path / "run")))
     train = [sys.executable, "-m", "vtc.cli", "train", "--config", str(config)]
-    subprocess.run(train, env=ENV, check=True, capture_output=True, text=True)
+    subprocess.run(train, env=SUBPROCESS_ENV, check=True, capture_output=True, text=True)
     run = tmp_path / "run"
     summary = json.loads((run / "results.json").read_text())
     assert "best_accuracy" in summary and "best_mIoU" not in summary
@@ -125,7 +116,7 @@ def test_cli_trains_and_evaluates_the_synthetic_choice_variant(tmp_path):
     assert [line["step"] for line in validation] == [2, 4] and all(set(line) >= METRIC_KEYS for line in validation)
     out = tmp_path / "eval"
     evaluate = [sys.executable, "-m", "vtc.cli", "evaluate", "--checkpoint", str(run), "--out", str(out)]
-    result = subprocess.run(evaluate, env=ENV, check=True, capture_output=True, text=True)
+    result = subprocess.run(evaluate, env=SUBPROCESS_ENV, check=True, capture_output=True, text=True)
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics == json.loads((out / "metrics.json").read_text())
     assert (metrics["num_questions"], metrics["num_groups"]) == (8, 2)  # 2 questions x 4 rotations

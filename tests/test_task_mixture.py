@@ -5,7 +5,6 @@ base's card listing each task's accuracy."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tiny_runs import TINY_SYNTHETIC, TINY_TRAINING
+from tiny_runs import SUBPROCESS_ENV, TINY_SYNTHETIC, TINY_TRAINING, config_in, read_jsonl, tiny_base_overrides
 
 import vtc.world  # noqa: F401  (registers the synthetic data source)
 from vtc.data.batch import collate
@@ -41,19 +40,11 @@ TINY = {
     "optim": {**TINY_TRAINING["optim"], "max_steps": 4, "batch_size": 4},
     "run": {"eval_every": 2, "log_every": 1, "progress": False},
 }
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 TASK_METRICS = {"moment/mIoU", "moment/R1@0.5", "choice/accuracy", "choice/circular_accuracy", "needle/accuracy"}
 
 
 def tiny_config(output_dir: Path, **data: object) -> dict:
-    raw = json.loads(json.dumps(TINY))
-    raw["data"] = {**raw["data"], **data}
-    raw["run"]["output_dir"] = str(output_dir)
-    return raw
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return config_in(TINY, output_dir, **data)
 
 
 def test_mixture_counts_are_exact_shares_of_any_total():
@@ -137,7 +128,7 @@ def test_cli_trains_a_mixture_and_evaluates_each_task(tmp_path):
     config = tmp_path / "mixture.yaml"
     config.write_text(yaml.safe_dump(tiny_config(tmp_path / "run")))
     train = [sys.executable, "-m", "vtc.cli", "train", "--config", str(config)]
-    subprocess.run(train, env=ENV, check=True, capture_output=True, text=True)
+    subprocess.run(train, env=SUBPROCESS_ENV, check=True, capture_output=True, text=True)
     run = tmp_path / "run"
     summary = json.loads((run / "results.json").read_text())
     assert "best_mean_task_score" in summary
@@ -146,7 +137,7 @@ def test_cli_trains_a_mixture_and_evaluates_each_task(tmp_path):
     assert validation[0]["choice/num_questions"] == 4 and validation[0]["moment/num_queries"] == 2  # 4 rotations
     out = tmp_path / "eval"
     evaluate = [sys.executable, "-m", "vtc.cli", "evaluate", "--checkpoint", str(run), "--out", str(out)]
-    subprocess.run(evaluate, env=ENV, check=True, capture_output=True, text=True)
+    subprocess.run(evaluate, env=SUBPROCESS_ENV, check=True, capture_output=True, text=True)
     metrics = json.loads((out / "metrics.json").read_text())
     best = json.loads((run / "checkpoints" / "best.json").read_text())["step"]
     assert metrics == {key: value for key, value in validation[best // 2 - 1].items() if key not in ("step", "split")}
@@ -203,21 +194,7 @@ def test_a_mixture_config_that_contradicts_itself_is_refused(tmp_path, changes, 
 def test_vtc_base_mixture_card_reports_each_tasks_accuracy(tmp_path):
     from vtc.cli import main
 
-    tiny = [
-        "model.tiny_lm={kind: t5, hidden: 16, layers: 1, heads: 2}",
-        "model.lmm.qformer={num_queries: 4, hidden: 8, depth: 1, num_heads: 2}",
-        "model.lmm.encoder={type: patch, grid: 2, width: 4, pretrain_steps: 2}",
-        f"data.synthetic={json.dumps(TINY_SYNTHETIC)}",
-        "data.num_frames=2",
-        "model.lmm.time_tokens=2",
-        "data.num_train=8",
-        "data.num_val=4",
-        "optim.batch_size=2",
-        "optim.max_steps=2",
-        "run.eval_every=2",
-        "run.progress=false",
-        f"run.cache_dir={tmp_path / 'cache'}",
-    ]
+    tiny = tiny_base_overrides(tmp_path / "cache", num_train=8, num_val=4)
     command = ["base", "--mixture", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "base"), "--num-test", "2"]
     assert main([*command, *[item for value in tiny for item in ("--set", value)]]) == 0
     card = json.loads((tmp_path / "base" / "base.json").read_text())["card"]

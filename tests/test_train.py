@@ -17,14 +17,12 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tiny_runs import TINY_TRAINING
+from tiny_runs import SUBPROCESS_ENV, TINY_TRAINING
 
 import vtc.world  # noqa: F401  (registers the synthetic data source and the scene encoder that the runs use)
 from vtc.lmm.model import VideoLMM
 from vtc.train.config import load_train_config, parse_override, save_train_config
 from vtc.train.trainer import Trainer, warmup_cosine
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 def write_config(directory: Path, **sections: dict) -> Path:
@@ -100,10 +98,10 @@ def test_early_stopping_on_stale_validation_miou(tmp_path: Path) -> None:
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    subprocess.run(train_command(config, tmp_path / "full"), env=ENV, check=True, capture_output=True)
+    subprocess.run(train_command(config, tmp_path / "full"), env=SUBPROCESS_ENV, check=True, capture_output=True)
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen(
-        train_command(config, interrupted), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        train_command(config, interrupted), env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     pointer = interrupted / "checkpoints" / "last.json"
     deadline = time.monotonic() + 60
@@ -114,7 +112,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     process.wait()
     killed_at = json.loads(pointer.read_text())["step"]
     assert killed_at < 10 and not (interrupted / "results.json").exists()
-    subprocess.run(train_command(config, interrupted, "--resume"), env=ENV, check=True, capture_output=True)
+    subprocess.run(train_command(config, interrupted, "--resume"), env=SUBPROCESS_ENV, check=True, capture_output=True)
     expected, resumed = final_weights(tmp_path / "full"), final_weights(interrupted)
     assert expected.keys() == resumed.keys() and len(expected) > 0
     for name, tensor in expected.items():
@@ -146,7 +144,7 @@ def test_two_processes_gloo(tmp_path: Path) -> None:
         "--set",
         f"run.output_dir={tmp_path / 'run'}",
     ]
-    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 1 and summaries[0]["num_processes"] == 2
@@ -166,7 +164,7 @@ def test_evaluate_checkpoint_writes_predictions_and_metrics(tmp_path: Path) -> N
     Trainer(config).fit()
     out = tmp_path / "eval"
     command = [sys.executable, "-m", "vtc.cli", "evaluate", "--checkpoint", str(tmp_path / "run"), "--out", str(out)]
-    result = subprocess.run(command, env=ENV, capture_output=True, text=True, check=True)
+    result = subprocess.run(command, env=SUBPROCESS_ENV, capture_output=True, text=True, check=True)
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["num_queries"] == 2 and metrics == json.loads((out / "metrics.json").read_text())
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]

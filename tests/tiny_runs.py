@@ -4,6 +4,7 @@ saved base model to adapt from."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 # Tiny synthetic videos: 4 frames of 16 x 16 pixels, one distractor.
@@ -24,6 +25,42 @@ TINY_TRAINING = {
     "optim": {"lr": 1e-3, "batch_size": 2, "max_steps": 10},
     "run": {"eval_every": 5, "save_every": 1, "log_every": 1, "progress": False},
 }
+
+
+# The environment of a `vtc` subprocess in a test: one thread, this checkout importable.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def config_in(template: dict, output_dir: Path, **data: object) -> dict:
+    """A deep copy of the training config `template` writing to `output_dir`, its `data` section updated."""
+    raw = json.loads(json.dumps(template))
+    raw["data"] = {**raw["data"], **data}
+    raw["run"]["output_dir"] = str(output_dir)
+    return raw
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def tiny_base_overrides(cache_dir: Path, num_train: int, num_val: int) -> list[str]:
+    """`vtc base --set` overrides that train a tiny base (patch encoder, 4-query Q-Former, 1-layer T5) in 2 steps."""
+    return [
+        "model.tiny_lm={kind: t5, hidden: 16, layers: 1, heads: 2}",
+        "model.lmm.qformer={num_queries: 4, hidden: 8, depth: 1, num_heads: 2}",
+        "model.lmm.encoder={type: patch, grid: 2, width: 4, pretrain_steps: 2}",
+        f"data.synthetic={json.dumps(TINY_SYNTHETIC)}",
+        "data.num_frames=2",
+        "model.lmm.time_tokens=2",
+        f"data.num_train={num_train}",
+        f"data.num_val={num_val}",
+        "optim.batch_size=2",
+        "optim.max_steps=2",
+        "run.eval_every=2",
+        "run.progress=false",
+        f"run.cache_dir={cache_dir}",
+    ]
 
 
 def tiny_run_overrides(cache_dir: Path) -> list[str]:

@@ -57,25 +57,19 @@ def _last_inputs(x: Tensor, width: int) -> Tensor:
     return F.pad(tail, (width - tail.shape[-1], 0)) if tail.shape[-1] < width else tail.contiguous()
 
 
-def _causal_conv(x: Tensor, conv: nn.Conv1d, previous: Tensor | None) -> Tensor:
-    """Depthwise causal conv of `x [B, C, L]` continuing from `previous [B, C, k-1]` inputs (zeros when None) ->
-    `[B, C, L]`. The padded input is a contiguous copy, which the conv needs (on a strided view it is ~4x slower)."""
-    width = conv.kernel_size[0] - 1
-    padded = F.pad(x, (width, 0)) if previous is None else torch.cat([previous.to(x.dtype), x], dim=-1)
-    return F.conv1d(padded, conv.weight, conv.bias, groups=conv.groups)
-
-
 def _conv_silu(x: Tensor, conv: nn.Conv1d, previous: Tensor | None, backend: str = "auto") -> tuple[Tensor, Tensor]:
-    """`silu(causal conv)` of `x [B, C, L]` after `previous [B, C, k-1]` inputs (zeros when None, a fresh state)
-    -> `([B, C, L], new tail [B, C, k-1])`; a fresh state on CUDA runs `causal_conv1d_fn` where it imports and
-    `backend` allows it (`vtc.ssm.dispatch.use_conv_kernel`)."""
+    """`silu(causal depthwise conv)` of `x [B, C, L]` after `previous [B, C, k-1]` inputs (zeros when None, a fresh
+    state) -> `([B, C, L], new tail [B, C, k-1])`; a fresh state on CUDA runs `causal_conv1d_fn` where it imports
+    and `backend` allows it (`vtc.ssm.dispatch.use_conv_kernel`). On the PyTorch path the padded input is one
+    contiguous copy, which the conv needs (on a strided view it is ~4x slower), and the tail is cut from it."""
     width = conv.kernel_size[0] - 1
-    tail = _last_inputs(x if previous is None else torch.cat([previous.to(x.dtype), x], dim=-1), width)
     if dispatch.use_conv_kernel(backend, x.device.type, dispatch.available_kernels(), previous is not None):
         # a contiguous [B, C, L]: the kernel's channel-last path (a slice of in_proj's output) needs C % 8 == 0
         out = dispatch.kernel("causal_conv1d")(x.contiguous(), conv.weight.squeeze(1), conv.bias, activation="silu")
-        return out, tail
-    return F.silu(_causal_conv(x, conv, previous)), tail
+        return out, _last_inputs(x, width)
+    padded = F.pad(x, (width, 0)) if previous is None else torch.cat([previous.to(x.dtype), x], dim=-1)
+    out = F.conv1d(padded, conv.weight, conv.bias, groups=conv.groups)
+    return F.silu(out), _last_inputs(padded, width)
 
 
 def _init_dt_bias(size: int, dt_min: float, dt_max: float, dt_floor: float) -> Tensor:
