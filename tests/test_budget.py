@@ -79,12 +79,23 @@ def test_the_fixed_count_check_catches_a_method_without_knobs():
     assert count_changing_arguments(KeepsFirst, FRAMES, PER_FRAME) == ["keep"]
 
 
+def every_setting_count(method: str, frames: int, per_frame: int) -> list[int]:
+    """The token count of every combination of `method`'s knob settings (base config at its defaults)."""
+    config = create_compressor(method, dim=16).config
+    counts = [{}]
+    for knob in knobs(method):
+        settings = knob.settings(frames, per_frame, config)
+        if settings:
+            values = [knob.config_value(setting, frames) for setting in settings]
+            counts = [{**trial, knob.key: value} for trial in counts for value in values]
+    return [count_tokens(method, frames, per_frame, trial) for trial in counts]
+
+
 @pytest.mark.parametrize("method", list_compressors())
 def test_configure_is_the_closest_fit_of_any_setting(method):
-    knob_counts = all_counts(method, FRAMES, PER_FRAME)
-    for counts in knob_counts:
+    for counts in all_counts(method, FRAMES, PER_FRAME):
         assert counts == sorted(counts), f"{method}: a knob's settings are not ordered by token count"
-    counts = [count for knob in knob_counts for count in knob]
+    counts = every_setting_count(method, FRAMES, PER_FRAME)
     for budget in BUDGETS:
         fitting = [count for count in counts if count <= budget]
         if not fitting:
@@ -94,6 +105,20 @@ def test_configure_is_the_closest_fit_of_any_setting(method):
         config, count = configure(method, FRAMES, PER_FRAME, budget)
         assert count == max(fitting) <= budget
         assert count_tokens(method, FRAMES, PER_FRAME, config) == count
+
+
+@pytest.mark.parametrize(
+    ("method", "frames", "per_frame", "budget", "expected"),
+    [
+        ("mambamia", 8, 32, 64, {"frame_ratio": 1.0, "query_interval": 4}),  # one knob at a time reached 48
+        ("uniform", 8, 100, 200, {"size": 10, "num_frames": 2}),  # whole frames, not avgpool2d's 8 at 5 x 5
+        ("avgpool3d", 16, 100, 400, {"temporal_pool": 1, "pool": 2}),  # every frame kept
+    ],
+)
+def test_knobs_are_searched_jointly_and_the_first_keeps_its_highest_setting_on_ties(
+    method, frames, per_frame, budget, expected
+):
+    assert configure(method, frames, per_frame, budget) == (expected, budget)
 
 
 @pytest.mark.parametrize("method", list_compressors())

@@ -4,7 +4,9 @@ Liao et al., "Are We Using the Right Benchmark: An Evaluation Framework for Visu
 (VTC-Bench, arXiv 2510.07143, Sec. 1 and Fig. 1) found that plain image downsampling beats many token compression
 methods. On encoded tokens the same baseline is frame subsampling plus average pooling of each frame's patch grid,
 which is what this compressor does; pooling needs the patch grid (square N, or `grid=(height, width)`). Tokens
-that form no grid (a Q-Former's queries) are downsampled in time only: kept frames stay whole (`size=None`).
+that form no grid (a Q-Former's queries) are downsampled in time only: kept frames stay whole (`size=None`). At a
+budget, frames stay whole where a count can be reached either way (the size knob comes first), so this is the frame
+subsampling row next to `avgpool2d`'s spatial one; it pools only when the budget is below whole frames.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class UniformDownsample(Compressor):
 
     card = MethodCard(
         family=Family.TRAINING_FREE,
-        knobs=(Knob("num_frames", up_to_frames), Knob("size", side_up_on_grid)),
+        knobs=(Knob("size", side_up_on_grid), Knob("num_frames", up_to_frames)),  # frames kept whole on ties
     )
 
     def __init__(
