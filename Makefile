@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 # Exact versions of every dependency that the test suite last passed with (`make constraints` refreshes it).
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test lint results setup setup-dev constraints clean
+.PHONY: demo test compare lint results setup setup-dev constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ setup-dev: $(VENV)/.installed-dev
 demo: setup
 	$(BIN)/vtc demo
 
+# Issue #15's comparison: 9 methods adapted from the shipped base at 1/4 and 1/8, 3 seeds (within 30 minutes).
+compare: setup
+	$(BIN)/vtc compare --out runs/compare_quick
+	mkdir -p $(RESULTS)/compare_quick && cp runs/compare_quick/compare.json runs/compare_quick/compare.md runs/compare_quick/accuracy_vs_tokens.png $(RESULTS)/compare_quick/
+
 test: setup-dev
 	$(BIN)/ruff check vtc tests benchmarks tools
 	$(BIN)/python -m pytest -q -n 2 --durations=15
@@ -44,7 +49,8 @@ results: setup-dev
 	$(BIN)/vtc bench prefill --shape qwen2.5-vl-3b --layers-measured 1 $(SHAPE_PREFILL) > $(RESULTS)/bench_prefill_qwen2.5_vl_3b.json
 	$(BIN)/vtc bench scaling --threads 2 --out $(RESULTS)/bench_scaling.png --json > $(RESULTS)/bench_scaling.json
 	$(BIN)/vtc bench streaming --threads 2 --json > $(RESULTS)/bench_streaming.json
-	$(BIN)/vtc compare --budgets 0.25 0.125 0.03125 --out $(COMPARE_RUN)
+	$(MAKE) compare
+	$(BIN)/vtc compare --preset scratch --budgets 0.25 0.125 0.03125 --out $(COMPARE_RUN)
 	mkdir -p $(RESULTS)/compare && cp $(COMPARE_RUN)/compare.json $(COMPARE_RUN)/compare.md $(COMPARE_RUN)/accuracy_vs_tokens.png $(RESULTS)/compare/
 	$(BIN)/python benchmarks/stac_target_slot.py $(COMPARE_RUN) > $(RESULTS)/compare/stac_target_slot.jsonl
 	$(BIN)/vtc demo --out runs/demo

@@ -22,7 +22,7 @@ from vtc.lmm.base_model import base_model_config, load_base_weights
 from vtc.lmm.batches import batch_visuals
 from vtc.lmm.model import build_model
 from vtc.train.config import load_train_config
-from vtc.world.compare.run import CONFIG_DIR, PRESETS
+from vtc.world.compare.run import PRESETS, SHIPPED_BASE
 from vtc.world.source import synthetic_test_samples
 
 METHODS = ["random", "uniform", "tome", "dycoke", "vidcom2", "fastvid", "holitom", "prunevid", "divprune"]
@@ -42,16 +42,16 @@ def coverage(out: CompressedTokens, windows: torch.Tensor) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default=str(CONFIG_DIR.parent / "bases" / "world-qformer"))
+    parser.add_argument("--base", default=str(SHIPPED_BASE))
     parser.add_argument("--videos", type=int, default=40)
-    parser.add_argument("--budgets", nargs="+", type=float, default=PRESETS["base"]["budgets"])
+    parser.add_argument("--budgets", nargs="+", type=float, default=PRESETS["quick"]["budgets"])
     parser.add_argument("--methods", nargs="+", default=METHODS, help="any registered; untrained weights")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     model = build_model(base_model_config(args.base, {"compressor": {"name": "none"}}))
     load_base_weights(model, args.base)
     model.eval()
-    config = load_train_config(PRESETS["base"]["config_files"], [*PRESETS["base"]["overrides"]])
+    config = load_train_config(PRESETS["quick"]["config_files"], [*PRESETS["quick"]["overrides"]])
     test = synthetic_test_samples(config.data, args.videos)
     batch = collate([test[index] for index in range(len(test))])
     with torch.no_grad():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from tiny_runs import save_tiny_base, tiny_run_overrides
@@ -58,8 +59,13 @@ def test_budget_names():
 
 
 def test_presets_and_their_overrides():
-    quick = CompareSettings()
-    assert quick.methods == PRESETS["quick"]["methods"] and quick.budgets == PRESETS["quick"]["budgets"]
+    scratch = CompareSettings()
+    assert scratch.methods == PRESETS["scratch"]["methods"] and scratch.budgets == PRESETS["scratch"]["budgets"]
+    assert scratch.base is None  # trained from nothing
+    quick = CompareSettings.preset("quick")
+    assert Path(quick.base, "base.json").is_file()  # the shipped base
+    assert (quick.budgets, quick.seeds) == ([1 / 4, 1 / 8], [0, 1, 2])  # issue #15's quick comparison
+    assert {"stac", "mambamia", "taa", "tome", "tokenlearner", "avgpool2d", "random", "uniform"} < set(quick.methods)
     full = CompareSettings.preset("full", seeds=[7], overrides=["optim.max_steps=5"], output_dir="x")
     assert full.methods == list_compressors() and full.budgets == [1 / 2, 1 / 8, 1 / 32]
     assert full.seeds == [7] and full.overrides == ["optim.max_steps=5"] and full.output_dir == "x"

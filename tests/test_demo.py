@@ -40,7 +40,7 @@ def test_demo_is_the_base_preset_on_the_shipped_base_with_one_seed():
     assert Path(settings.base, "base.json").is_file()  # the shipped base
     assert (settings.methods, settings.untrained) == (DEMO_METHODS, DEMO_UNTRAINED)
     assert (settings.budgets, settings.seeds) == ([1 / 4], [0])
-    assert settings.overrides[: len(PRESETS["base"]["overrides"])] == PRESETS["base"]["overrides"]
+    assert settings.overrides[: len(PRESETS["quick"]["overrides"])] == PRESETS["quick"]["overrides"]
     config = load_train_config(settings.config_files, settings.overrides)
     assert (config.optim.max_steps, config.optim.lr, config.run.eval_every) == (45, 1e-3, 45)
     assert (config.data.num_frames, config.data.num_train, config.data.num_val) == (8, 360, 16)

@@ -22,28 +22,25 @@ from vtc.data.batch import collate
 from vtc.train.checkpoint import load_model
 from vtc.utils.figures import save_figure
 from vtc.world.compare.report import JSON_NAME, PLOT_NAME, markdown
-from vtc.world.compare.run import CONFIG_DIR, CompareSettings, base_config, compare
+from vtc.world.compare.run import SHIPPED_BASE, CompareSettings, base_config, compare
 from vtc.world.source import SyntheticSamples, synthetic_test_samples
 
-SHIPPED_BASE = CONFIG_DIR.parent / "bases" / "world-qformer"
 DEMO_METHODS = ["none", "stac", "mambamia", "tome", "tokenlearner"]
 DEMO_UNTRAINED = ["random", "uniform"]
-# After the base preset's: a short adaptation on a few hundred training videos, one validation at the end.
-DEMO_OVERRIDES = ["optim.max_steps=45", "run.eval_every=45", "data.num_train=360", "data.num_val=16"]
 TIMELINE_NAME = "timeline.png"
 
 
 def demo_settings(args: argparse.Namespace) -> CompareSettings:
-    """The base preset on `args.base` with one seed, `DEMO_OVERRIDES`, the untrained-only `DEMO_UNTRAINED`, and the
-    command line's methods, budget, overrides, test videos and folder."""
+    """The quick preset on `args.base` with one seed, the untrained-only `DEMO_UNTRAINED`, and the command line's
+    methods, budget, overrides, test videos and folder."""
     return CompareSettings.preset(
-        "base",
+        "quick",
         base=str(args.base),
         methods=args.methods,
         untrained=list(DEMO_UNTRAINED),
         budgets=[args.budget],
         seeds=[0],
-        overrides=[*DEMO_OVERRIDES, *args.set],
+        overrides=args.set,
         num_test=args.num_test,
         output_dir=args.out,
         measure_memory=False,  # a fresh process per row: a minute of the five; `vtc compare` measures it

@@ -1,5 +1,6 @@
-"""`vtc compare [--preset quick|full] [--methods ...] [--budgets ...] [--seeds ...] [--set KEY=VALUE ...]`: run a
-comparison (`vtc.world.compare.run.compare`), print its Markdown tables and where its outputs are."""
+"""`vtc compare [--preset quick|base|scratch|full] [--base DIR] [--methods ...] [--budgets ...] [--seeds ...]
+[--set KEY=VALUE ...]`: run a comparison (`vtc.world.compare.run.compare`), print its Markdown tables and where its
+outputs are."""
 
 from __future__ import annotations
 
@@ -34,13 +35,18 @@ def expand_methods(names: list[str]) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base", help="a base model folder to adapt every method from (default preset then: base)")
+    parser.add_argument(
+        "--base",
+        help="the base model folder every method adapts from (default: the preset's; quick and base: the shipped one)",
+    )
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="quick (default without --base): 5 methods trained from scratch at 1/4, 3 seeds, 8 frames, 800 steps; "
-        "base (default with --base): 9 methods adapted from the base at 1/4 and 1/8, 3 seeds, 300 steps, the "
-        "training-free ones also untrained; full: every method at 1/2, 1/8, 1/32 with the full recipe (hours). "
+        default="quick",
+        help="quick (default): 9 methods adapted from the shipped base for 45 steps at 1/4 and 1/8, 3 seeds, the "
+        "training-free ones also untrained (within 30 minutes); base: the same adapted for 150 steps, and the field's "
+        "training-free video methods untrained; scratch: 5 methods trained from nothing at 1/4, 3 seeds, 800 steps; "
+        "full: every method at 1/2, 1/8, 1/32 from scratch with the full recipe (hours). "
         "--methods / --budgets / --seeds replace the preset's",
     )
     parser.add_argument(
@@ -79,11 +85,11 @@ def run(args: argparse.Namespace) -> int:
         "budgets": args.budgets,
         "seeds": args.seeds,
         "config_files": args.config,
+        "base": args.base,
     }
     settings = CompareSettings.preset(
-        args.preset or ("quick" if args.base is None else "base"),
+        args.preset,
         **{key: value for key, value in chosen.items() if value is not None},
-        base=args.base,
         overrides=args.set,
         num_test=args.num_test,
         output_dir=args.out,
