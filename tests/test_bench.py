@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from vtc.bench import cost, device, prefill, scaling, scan, shapes, streaming
-from vtc.bench.measure import measure
+from vtc.bench.measure import measure, measure_interleaved
 from vtc.compressors import create_compressor
 
 
@@ -254,6 +255,26 @@ def test_exact_host_memory_measures_the_live_peak_of_a_known_allocation():
     for exact in (True, False):
         result = measure("vtc.bench.cost:prepare_compressor", threads=1, exact_host_memory=exact, **args)
         assert "error" not in result and 32 <= result["peak_mb"] < 120, (exact, result)
+
+
+def prepare_recorder(path: str, name: str) -> Callable[[], None]:
+    """A call that appends `name` to the file at `path` (a target for `measure_interleaved`)."""
+
+    def call() -> None:
+        with open(path, "a") as handle:
+            handle.write(name)
+
+    return call
+
+
+def test_interleaved_variants_are_called_in_turn_in_one_process(tmp_path):
+    log = tmp_path / "calls"
+    variants = {name: {"path": str(log), "name": name} for name in ("a", "b")}
+    seconds = measure_interleaved("test_bench:prepare_recorder", variants, threads=1, repeats=3)
+    assert log.read_text() == "ababab"
+    assert set(seconds) == {"a", "b"} and all(0 < value < 10 for value in seconds.values())
+    broken = measure_interleaved("test_bench:prepare_recorder", {"a": {"path": str(log)}}, threads=1)
+    assert math.isnan(broken["a"])  # prepare failed in the child: NaN, not a hang
 
 
 def test_measured_peak_is_the_call_s_own_not_the_parent_s():

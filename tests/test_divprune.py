@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vtc import create_compressor
+from vtc.compressors import divprune
 
 
 def directions(degrees: list[float], dim: int = 4) -> torch.Tensor:
@@ -62,6 +63,20 @@ def test_padded_frames_are_never_selected() -> None:
     everything = create_compressor("divprune", dim=8, keep_tokens=20)(tokens, frame_mask=frame_mask)
     assert everything.num_tokens.tolist() == [10]  # all valid tokens, no more
     assert (everything.frame_index[0, 10:] == -1).all()
+
+
+def test_the_all_pairs_matrix_and_the_recomputed_rows_pick_the_same_tokens(monkeypatch) -> None:
+    """The matrix is kept only while it fits `FULL_MATRIX_BYTES`; past it every step recomputes its row: same picks,
+    padded frames and several row blocks included."""
+    tokens = torch.randn(2, 6, 9, 8, generator=torch.Generator().manual_seed(2))
+    frame_mask = torch.tensor([[True] * 6, [True, True, False, True, False, False]])
+    monkeypatch.setattr(divprune, "ROWS_PER_CHUNK", 7)
+    picks = []
+    for matrix_bytes in (divprune.FULL_MATRIX_BYTES, 0):
+        monkeypatch.setattr(divprune, "FULL_MATRIX_BYTES", matrix_bytes)
+        valid = frame_mask.repeat_interleave(9, dim=1)
+        picks.append(divprune.max_min_diverse(tokens.flatten(1, 2), 20, valid)[0])
+    assert torch.equal(*picks)
 
 
 @pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)])

@@ -14,6 +14,10 @@ of a page fault per large allocation, so timings taken this way are not comparab
 When the prepared call uses CUDA (CUDA is initialised once it is built), each call is followed by a synchronisation
 and the peak is the GPU's (`torch.cuda.max_memory_allocated` during the call minus the allocation before it); the host
 figure is then reported as `host_peak_mb`.
+
+`measure_interleaved` times several variants of one call in a single fresh process, in turn (a, b, a, b, ...): a
+drift of the machine's speed during the run then slows every variant alike, so their ratio is steadier than the
+ratio of two separate measurements (no memory figure).
 """
 
 from __future__ import annotations
@@ -161,3 +165,36 @@ def measure(
     if process.exitcode != 0:
         return {"seconds": float("nan"), "peak_mb": float("nan"), "error": f"exit code {process.exitcode}"}
     return queue.get()
+
+
+def measure_interleaved(
+    target: str, variants: dict[str, dict[str, Any]], threads: int = 2, repeats: int = 5, timeout: float = 3600
+) -> dict[str, float]:
+    """`module:function(**kwargs)()` for each named variant's kwargs, prepared in one fresh process and called in
+    turn `repeats` times: `{name: median seconds}` (NaN for every name on a timeout or a crash)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_interleaved_child, args=(target, variants, threads, repeats, queue))
+    process.start()
+    process.join(timeout)
+    if process.is_alive():
+        process.kill()
+    if process.exitcode != 0:
+        return dict.fromkeys(variants, float("nan"))
+    return queue.get()
+
+
+def _interleaved_child(target: str, variants: dict[str, dict[str, Any]], threads: int, repeats: int, queue) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    module_name, function_name = target.split(":")
+    prepare = getattr(importlib.import_module(module_name), function_name)
+    calls = {name: prepare(**kwargs) for name, kwargs in variants.items()}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    queue.put({name: statistics.median(values) for name, values in times.items()})

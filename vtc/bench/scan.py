@@ -7,6 +7,10 @@ below, since the projections, convolution and activations around the scan are th
 on CUDA with `mamba_ssm`, its fused kernels), `vtc-chunked` the same mixer held to the pure-PyTorch path; with
 `--device cuda` the table adds `vtc` against `vtc-chunked`, and `--parity` compares the two on the same inputs (max
 abs difference of outputs and input grads).
+
+The distance from the floor is measured on its own as well (`floor` in the JSON): `vtc` and `vtc-no-scan` forwards at
+the long length prepared in one process and called in turn (`--floor-repeats` times each, the medians), so that the
+machine's drift from one measurement to the next does not enter their ratio.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from torch import Tensor, nn
 
 from vtc.bench import format_table
 from vtc.bench.device import add_device_arguments, check_device, torch_dtype
-from vtc.bench.measure import measure
+from vtc.bench.measure import measure, measure_interleaved
 from vtc.ssm import dispatch
 from vtc.ssm import mamba as mamba_module
 
@@ -35,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="calls per measurement in one process; the median")
+    parser.add_argument(
+        "--floor-repeats", type=int, default=7, help="interleaved calls of the mixer and its floor, each; the medians"
+    )
     parser.add_argument("--quick", action="store_true", help="small lengths, for a smoke run")
     parser.add_argument(
         "--skip-reference", action="store_true", help="leave out the sequential loop (minutes at L=2048)"
@@ -214,9 +221,31 @@ def run(args: argparse.Namespace) -> dict:
         "repeats": args.repeats,
         **settings,
         "rows": rows,
+        "floor": distance_from_floor(long, args.floor_repeats, args.threads, settings),
         "parity": checks,
     }
     if not args.json:
         print()
         print(format_table(rows, list(rows[0])))
+        print(format_table([result["floor"]], list(result["floor"])))
     return result
+
+
+def distance_from_floor(length: int, repeats: int, threads: int, settings: dict) -> dict:
+    """The mixer's forward over its `vtc-no-scan` floor, the two called in turn in one process (module docstring)."""
+    seconds = measure_interleaved(
+        "vtc.bench.scan:prepare",
+        {
+            name: {"implementation": name, "mode": "forward", "length": length, **settings}
+            for name in ("vtc", "vtc-no-scan")
+        },
+        threads=threads,
+        repeats=repeats,
+    )
+    return {
+        "length": length,
+        "repeats": repeats,
+        "vtc_s": seconds["vtc"],
+        "floor_s": seconds["vtc-no-scan"],
+        "ratio": seconds["vtc"] / seconds["vtc-no-scan"],
+    }

@@ -5,8 +5,10 @@ Pruning as a Max-Min Diversity Problem (Sec. 3): keep the `keep_tokens` tokens o
 pairwise cosine distance is as large as possible, by the paper's greedy solver (Algorithm 1): the first token is
 the one farthest from its nearest neighbour, every next one the token farthest from the tokens kept so far. The kept
 tokens are returned in time order. The paper prunes the LLM's input embeddings (after the projector); here it runs on
-whatever tokens the compressor receives. The distances are updated one kept token at a time, so memory stays
-`O(T N)` rather than the reference code's `(T N)^2` matrix.
+whatever tokens the compressor receives. Like the reference code it computes every pairwise similarity once (one
+matrix product) and reads a row per kept token, while that `(T N)^2` matrix fits in `FULL_MATRIX_BYTES`; beyond it the
+similarities of each kept token are recomputed (memory `O(T N)`, but every step reads all the tokens: 1,600 steps over
+12,800 tokens of width 1,024 take several times the matrix product).
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ from vtc.compressors.ops import gather_rows, pack_kept
 from vtc.utils.checks import check_int
 
 ROWS_PER_CHUNK = 1024  # query rows per block of the nearest-neighbour search: memory O(chunk x T N)
+FULL_MATRIX_BYTES = 1 << 30  # the most memory the all-pairs similarity matrix may take (12,800 tokens: 655 MB)
 
 
-def nearest_neighbour_distance(unit: Tensor, valid: Tensor) -> Tensor:
+def nearest_neighbour_distance(unit: Tensor, valid: Tensor, full: Tensor | None = None) -> Tensor:
     """`[B, M]` cosine distance of each unit-norm token `unit [B, M, D]` to its nearest other valid token
-    (Algorithm 1, step 1); 2 (the largest cosine distance) where a row has no other valid token. In row blocks."""
+    (Algorithm 1, step 1); 2 (the largest cosine distance) where a row has no other valid token. In row blocks,
+    copied from `full` (`[B, M, M]`, every pairwise similarity) when given."""
     count = unit.shape[1]
     blocks = []
     for start in range(0, count, ROWS_PER_CHUNK):
-        similarity = unit[:, start : start + ROWS_PER_CHUNK] @ unit.transpose(1, 2)  # [B, chunk, M]
-        similarity[:, :, start : start + ROWS_PER_CHUNK].diagonal(dim1=1, dim2=2).fill_(-1.0)  # not its own
+        stop = start + ROWS_PER_CHUNK
+        similarity = unit[:, start:stop] @ unit.transpose(1, 2) if full is None else full[:, start:stop].clone()
+        similarity[:, :, start:stop].diagonal(dim1=1, dim2=2).fill_(-1.0)  # not its own
         if not bool(valid.all()):
             similarity.masked_fill_(~valid[:, None, :], -1.0)
         blocks.append(similarity.max(dim=2).values)
@@ -51,14 +56,16 @@ def max_min_diverse(tokens: Tensor, keep: int, valid: Tensor) -> tuple[Tensor, T
     batch, count, _ = tokens.shape
     unit = F.normalize(tokens.detach().float(), dim=-1)
     rows = torch.arange(batch, device=tokens.device)
-    pick = nearest_neighbour_distance(unit, valid).masked_fill(~valid, -1.0).argmax(dim=1)  # the first of maxima
+    full = unit @ unit.transpose(1, 2) if batch * count * count * unit.element_size() <= FULL_MATRIX_BYTES else None
+    pick = nearest_neighbour_distance(unit, valid, full).masked_fill(~valid, -1.0).argmax(dim=1)  # first of maxima
     # The similarity of each token to its closest chosen one; 2 (beyond any cosine) for invalid tokens, so they come
     # last, and inf for chosen ones. The next token is the least similar (Algorithm 1, step 2; ties: the earliest).
     closest = torch.full((batch, count), -1.0, device=tokens.device).masked_fill(~valid, 2.0)
     chosen = []
     for _ in range(min(keep, count)):
         chosen.append(pick)
-        closest = torch.maximum(closest, (unit @ unit[rows, pick].unsqueeze(-1)).squeeze(-1))
+        kept_similarity = (unit @ unit[rows, pick].unsqueeze(-1)).squeeze(-1) if full is None else full[rows, pick]
+        closest = torch.maximum(closest, kept_similarity)
         closest[rows, pick] = float("inf")
         pick = closest.argmin(dim=1)
     index = torch.stack(chosen, dim=1)
