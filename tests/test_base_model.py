@@ -166,6 +166,13 @@ def test_adapting_from_a_base_trains_only_the_compressor_projector_and_lora(tmp_
         load_train_config([tmp_path / "adapt.yaml"], ["model.tiny_lm={kind: t5}"])
 
 
+def test_adapting_settings_of_a_part_the_base_lacks_are_left_out(tmp_path):
+    """world_adapt.yaml freezes the Q-Former; over a base of patch tokens that must not build a fresh one."""
+    (tmp_path / "base.json").write_text(json.dumps({"model": {"encoder": {"type": "patch"}, "qformer": None}}))
+    config = base_model_config(tmp_path, {"qformer": {"frozen": True}, "compressor": {"name": "avgpool2d"}})
+    assert config["qformer"] is None and config["compressor"] == {"name": "avgpool2d"}
+
+
 def test_probe_targets_label_cells_by_their_majority_object():
     labels = np.zeros((1, 4, 4), dtype=np.int64)
     labels[0, :2, :2] = 5  # the top-left 2 x 2 cell is wholly class 5
@@ -182,7 +189,12 @@ def test_vtc_base_trains_scores_and_exports_a_base_with_its_card(tmp_path, capsy
     assert main([*command, *[item for value in tiny for item in ("--set", value)]]) == 0
     card = json.loads((tmp_path / "base" / "base.json").read_text())["card"]
     assert card["steps"] == 2 and set(card["test"]) == {"text", "saliency", "blind"}
+    assert card["model"].startswith("frozen patch encoder (2 x 2 tokens per frame) -> Q-Former (4 queries per frame)")
     assert "| text |" in (tmp_path / "base" / "README.md").read_text()
+    patch_base = ["base", "--run", str(tmp_path / "patch_run"), "--out", str(tmp_path / "patch"), "--num-test", "2"]
+    assert main([*patch_base, *[item for value in [*tiny, "model.lmm.qformer=null"] for item in ("--set", value)]]) == 0
+    card = json.loads((tmp_path / "patch" / "base.json").read_text())["card"]
+    assert card["model"].startswith("frozen patch encoder (2 x 2 tokens per frame) -> MLP projector")  # patch tokens
     assert main([*command[:3], "--out", str(tmp_path / "again"), "--set", "optim.max_steps=3"]) == 2
     assert "holds a run with another config" in capsys.readouterr().err
 

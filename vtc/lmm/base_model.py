@@ -70,12 +70,15 @@ def save_base_model(model: Any, directory: str | os.PathLike, card: Mapping[str,
 
 def base_model_config(directory: str | os.PathLike, lmm: Mapping[str, Any]) -> dict[str, Any]:
     """The model config of a run that adapts from the base in `directory`: the base's, with the keys of `lmm` on top
-    (nested dicts merged one level), `llm.path` its `llm/` folder, the encoder's `path` its weights copy."""
+    (nested dicts merged one level), `llm.path` its `llm/` folder, the encoder's `path` its weights copy. Settings of
+    a part the base does not have (`qformer: {frozen: true}` over a base of patch tokens) are left out."""
     directory = Path(directory)
     if not (directory / BASE_CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{directory} is not a base model folder: {BASE_CONFIG_NAME} is missing")
     config = json.loads((directory / BASE_CONFIG_NAME).read_text())["model"]
     for key, value in lmm.items():
+        if isinstance(value, Mapping) and key in config and config[key] is None:
+            continue
         is_nested = isinstance(value, Mapping) and isinstance(config.get(key), Mapping)
         config[key] = {**config[key], **value} if is_nested else value
     config["llm"] = {**config.get("llm", {}), "path": str((directory / LLM_FOLDER).resolve())}

@@ -23,12 +23,14 @@ from typing import Any
 
 from vtc.eval.predict import predict_choices, predict_windows, score, score_choices
 from vtc.lmm.base_model import save_base_model
+from vtc.lmm.qformer import QFORMER_DEFAULTS
 from vtc.train.checkpoint import load_model
 from vtc.train.config import RESOLVED_CONFIG_NAME, DataConfig, TrainConfig, load_train_config
 from vtc.train.mixture import MIXTURE_TASK, mixture_counts
 from vtc.train.trainer import RESULTS_NAME, Trainer
 from vtc.utils.io import atomic_write_text
 from vtc.world.compare.blind import blind_baseline
+from vtc.world.patch_encoder import DEFAULT_GRID
 from vtc.world.source import synthetic_test_samples, variant_task
 from vtc.world.synthetic import SyntheticMoments
 
@@ -160,6 +162,24 @@ def data_summary(data: DataConfig) -> str:
     )
 
 
+def model_line(lmm: dict[str, Any], mixture: bool) -> str:
+    """The card's line on the architecture: the patch grid, the Q-Former's queries where there is one, the LM."""
+    grid = (lmm.get("encoder") or {}).get("grid", DEFAULT_GRID)
+    rows, cols = (grid, grid) if isinstance(grid, int) else grid
+    stages = [f"frozen patch encoder ({rows} x {cols} tokens per frame)"]
+    if lmm.get("qformer") is not None:
+        queries = {**QFORMER_DEFAULTS, **lmm["qformer"]}["num_queries"]
+        stages.append(f"Q-Former ({queries} queries per frame)")
+    answer = " (a multiple-choice question: the option's letter)" if mixture else ""
+    return " -> ".join(
+        [
+            *stages,
+            "MLP projector",
+            f"tiny T5 trained in full, LITA time tokens, generated answer `[[<ts>, <te>]]`{answer}",
+        ]
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     files = MIXTURE_CONFIGS if args.mixture else BASE_CONFIGS
     config = load_train_config(files, [*BASE_OVERRIDES, f"run.output_dir={args.run}", *args.set])
@@ -168,9 +188,7 @@ def run(args: argparse.Namespace) -> int:
     test = readout_scores(model, config, args.num_test)
     keys = ("mIoU", "R1@0.3", "R1@0.5", "R1@0.7")
     card = {
-        "model": "frozen patch encoder (10 x 10 tokens per frame) -> Q-Former (32 queries per frame) -> MLP projector "
-        "-> tiny T5 trained in full, LITA time tokens, generated answer `[[<ts>, <te>]]`"
-        + (" (a multiple-choice question: the option's letter)" if args.mixture else ""),
+        "model": model_line(config.model.lmm, args.mixture),
         "command": shlex.join(["vtc", "base", *sys.argv[2:]]),
         "config": {"files": [str(path.relative_to(CONFIG_DIR.parent)) for path in files], "overrides": args.set},
         "steps": summary["step"],
