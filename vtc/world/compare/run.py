@@ -69,6 +69,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "overrides": ["data.num_frames=8", "optim.max_steps=150", "run.eval_every=150", "data.num_train=1500"],
         "base": str(SHIPPED_BASE),
     },
+    # Long videos with short events, where a compressor that spreads its tokens evenly loses the event (issue #15):
+    # 120 s, 64 frames, 2-4 s events, at 1/8 and 1/16. The window is read from the base's per-frame saliency head
+    # (its auxiliary output), since its 8 LITA time tokens cut 120 s into 15 s steps, too coarse for a 3 s event.
+    "long": {
+        "methods": ISSUE_METHODS,
+        "budgets": [1 / 8, 1 / 16],
+        "seeds": [0, 1, 2],
+        "config_files": [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")],
+        "overrides": [
+            "data.num_frames=64",
+            "data.synthetic.duration=120",
+            "data.synthetic.event_length=[2.0, 4.0]",
+            "model.lmm.readout=saliency",
+            *SHORT_ADAPTATION,
+        ],
+        "base": str(SHIPPED_BASE),
+    },
     # With no base: every run trains its whole model from nothing (8 frames, 800 steps); the papers' SSM compressors
     # against the baselines they claim to beat, at one budget, three seeds.
     "scratch": {
