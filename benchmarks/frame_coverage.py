@@ -40,6 +40,20 @@ def coverage(out: CompressedTokens, windows: torch.Tensor) -> dict[str, float]:
     }
 
 
+def base_queries(base: str, videos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """The Q-Former tokens `[videos, frames, queries, D]` of the base in `base` on `videos` held-out test videos of
+    the quick preset's benchmark, their timestamps and frame mask `[videos, frames]`, and the collated batch."""
+    model = build_model(base_model_config(base, {"compressor": {"name": "none"}}))
+    load_base_weights(model, base)
+    model.eval()
+    config = load_train_config(PRESETS["quick"]["config_files"], [*PRESETS["quick"]["overrides"]])
+    test = synthetic_test_samples(config.data, videos)
+    batch = collate([test[index] for index in range(len(test))])
+    with torch.no_grad():
+        features, times, mask, _ = batch_visuals(batch, model.encoder, False, model.device)
+        return model.qformer(features), times, mask, batch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=str(SHIPPED_BASE))
@@ -48,15 +62,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=METHODS, help="any registered; untrained weights")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    model = build_model(base_model_config(args.base, {"compressor": {"name": "none"}}))
-    load_base_weights(model, args.base)
-    model.eval()
-    config = load_train_config(PRESETS["quick"]["config_files"], [*PRESETS["quick"]["overrides"]])
-    test = synthetic_test_samples(config.data, args.videos)
-    batch = collate([test[index] for index in range(len(test))])
-    with torch.no_grad():
-        features, times, mask, _ = batch_visuals(batch, model.encoder, False, model.device)
-        features = model.qformer(features)
+    features, times, mask, batch = base_queries(args.base, args.videos)
     windows = torch.tensor([list(window) for window in batch["window"]])
     frames, per_frame = features.shape[1:3]
     rows = []

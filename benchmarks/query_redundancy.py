@@ -16,15 +16,10 @@ import argparse
 import json
 
 import torch
+from frame_coverage import base_queries
 from torch import Tensor
 
-from vtc.data.batch import collate
-from vtc.lmm.base_model import base_model_config, load_base_weights
-from vtc.lmm.batches import batch_visuals
-from vtc.lmm.model import build_model
-from vtc.train.config import load_train_config
-from vtc.world.compare.run import PRESETS, SHIPPED_BASE
-from vtc.world.source import synthetic_test_samples
+from vtc.world.compare.run import SHIPPED_BASE
 
 
 def explained_variance(inputs: Tensor, targets: Tensor, split: int) -> float:
@@ -45,15 +40,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    model = build_model(base_model_config(args.base, {"compressor": {"name": "none"}}))
-    load_base_weights(model, args.base)
-    model.eval()
-    config = load_train_config(PRESETS["quick"]["config_files"], [*PRESETS["quick"]["overrides"]])
-    test = synthetic_test_samples(config.data, args.videos)
-    batch = collate([test[index] for index in range(len(test))])
-    with torch.no_grad():
-        features, _, _, _ = batch_visuals(batch, model.encoder, False, model.device)
-        queries = model.qformer(features).double()  # [videos, frames, 32, D]
+    queries = base_queries(args.base, args.videos)[0].double()  # [videos, frames, 32, D]
     videos, frames, per_frame, width = queries.shape
     targets = queries.reshape(videos * frames, per_frame * width)
     split = (videos // 2) * frames  # frames of the first half of the videos
