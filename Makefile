@@ -50,6 +50,8 @@ results: setup-dev
 	$(BIN)/vtc bench scaling --threads 2 --out $(RESULTS)/bench_scaling.png --json > $(RESULTS)/bench_scaling.json
 	$(BIN)/vtc bench streaming --threads 2 --json > $(RESULTS)/bench_streaming.json
 	$(MAKE) compare
+	$(BIN)/vtc compare --preset long --out runs/compare_long
+	mkdir -p $(RESULTS)/compare_long && cp runs/compare_long/compare.json runs/compare_long/compare.md runs/compare_long/accuracy_vs_tokens.png $(RESULTS)/compare_long/
 	$(BIN)/vtc compare --preset scratch --budgets 0.25 0.125 0.03125 --out $(COMPARE_RUN)
 	mkdir -p $(RESULTS)/compare && cp $(COMPARE_RUN)/compare.json $(COMPARE_RUN)/compare.md $(COMPARE_RUN)/accuracy_vs_tokens.png $(RESULTS)/compare/
 	$(BIN)/python benchmarks/stac_target_slot.py $(COMPARE_RUN) > $(RESULTS)/compare/stac_target_slot.jsonl

@@ -22,7 +22,7 @@ from vtc.lmm.base_model import base_model_config, load_base_weights
 from vtc.lmm.batches import batch_visuals
 from vtc.lmm.model import build_model
 from vtc.train.config import load_train_config
-from vtc.world.compare.run import PRESETS, SHIPPED_BASE
+from vtc.world.compare.presets import PRESETS, SHIPPED_BASE
 from vtc.world.source import synthetic_test_samples
 
 METHODS = ["random", "uniform", "tome", "dycoke", "vidcom2", "fastvid", "holitom", "prunevid", "divprune"]

@@ -19,7 +19,7 @@ import torch
 from frame_coverage import base_queries
 from torch import Tensor
 
-from vtc.world.compare.run import SHIPPED_BASE
+from vtc.world.compare.presets import SHIPPED_BASE
 
 
 def explained_variance(inputs: Tensor, targets: Tensor, split: int) -> float:

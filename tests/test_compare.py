@@ -10,7 +10,8 @@ from tiny_runs import save_tiny_base, tiny_run_overrides
 
 from vtc.compressors import list_compressors
 from vtc.world.compare.blind import best_constant_window
-from vtc.world.compare.run import PRESETS, CompareSettings, budget_name, compare
+from vtc.world.compare.presets import PRESETS
+from vtc.world.compare.run import CompareSettings, budget_name, compare
 
 
 def test_compare_writes_tables_plot_and_blind_baseline(tmp_path):

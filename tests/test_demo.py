@@ -10,7 +10,7 @@ from tiny_runs import save_tiny_base
 
 from vtc.cli import main
 from vtc.train.config import load_train_config
-from vtc.world.compare.run import PRESETS
+from vtc.world.compare.presets import PRESETS
 from vtc.world.demo import DEMO_METHODS, DEMO_UNTRAINED, add_arguments, demo_settings
 
 

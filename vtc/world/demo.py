@@ -21,8 +21,9 @@ from vtc.compressors import list_compressors
 from vtc.data.batch import collate
 from vtc.train.checkpoint import load_model
 from vtc.utils.figures import save_figure
+from vtc.world.compare.presets import SHIPPED_BASE
 from vtc.world.compare.report import JSON_NAME, PLOT_NAME, markdown
-from vtc.world.compare.run import SHIPPED_BASE, CompareSettings, base_config, compare
+from vtc.world.compare.run import CompareSettings, base_config, compare
 from vtc.world.source import SyntheticSamples, synthetic_test_samples
 
 DEMO_METHODS = ["none", "stac", "mambamia", "tome", "tokenlearner"]

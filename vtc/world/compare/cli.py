@@ -8,8 +8,9 @@ import argparse
 from pathlib import Path
 
 from vtc.compressors import Family, compressor_class, list_compressors
+from vtc.world.compare.presets import PRESETS
 from vtc.world.compare.report import JSON_NAME, PLOT_NAME, markdown
-from vtc.world.compare.run import PRESETS, CompareSettings, compare
+from vtc.world.compare.run import CompareSettings, compare
 
 # Names of method groups that `--methods` accepts beside method names: the methods of a family, or all but one.
 GROUPS: dict[str, tuple[Family, bool]] = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from vtc.bench.cost import count_parameters
 from vtc.budget import configure
-from vtc.compressors import Family, compressor_class, list_compressors, takes_argument
+from vtc.compressors import Family, compressor_class, takes_argument
 from vtc.encoders import build_encoder
 from vtc.eval.predict import per_query_iou, predict_windows, score
 from vtc.eval.stats import mean_interval
@@ -29,74 +29,14 @@ from vtc.utils.io import atomic_write_text
 from vtc.world.compare.blind import blind_baseline
 from vtc.world.compare.costs import run_cost
 from vtc.world.compare.intervals import REFERENCE_BUDGET, REFERENCE_METHOD, retention_of, runs_of
+from vtc.world.compare.presets import DEFAULT_CONFIGS, PRESETS
 from vtc.world.compare.report import METRIC_KEYS, write_outputs
 from vtc.world.source import SyntheticSamples, synthetic_test_samples
 from vtc.world.synthetic import SyntheticMoments
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
-DEFAULT_CONFIGS = (CONFIG_DIR / "model" / "tiny.yaml", CONFIG_DIR / "data" / "synthetic.yaml")
 UNTRAINED = " (no training)"  # the suffix of a training-free method evaluated on the base as it is
 FINISHED_NAME = "compare_run.json"  # a finished run's summary and wall time, written after training
 Plan = list[tuple[str, str, dict[str, Any]]]  # (budget name, method, compressor config) per grid row
-
-
-SHIPPED_BASE = CONFIG_DIR.parent / "bases" / "world-qformer"  # the embedded benchmark's base video LLM (issue #15)
-ISSUE_METHODS = ["none", "stac", "mambamia", "taa", "tome", "tokenlearner", "avgpool2d", "random", "uniform"]
-# The adaptation of every row of a quick comparison: a few dozen steps on a few hundred videos, one validation at the
-# end (the adapted model is the last step's), as `vtc demo`'s.
-SHORT_ADAPTATION = ["optim.max_steps=45", "run.eval_every=45", "data.num_train=360", "data.num_val=16"]
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The default: on the shipped base, the papers' methods, the trained baselines, pooling, random and uniform rows
-    # at 1/4 and 1/8, three seeds, each adapted briefly (compressor, projector, LoRA) and the training-free ones also
-    # evaluated on the base untouched. Sized to finish within 30 minutes on a 2-core CPU, fresh machine included.
-    "quick": {
-        "methods": ISSUE_METHODS,
-        "budgets": [1 / 4, 1 / 8],
-        "seeds": [0, 1, 2],
-        "config_files": [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")],
-        "overrides": ["data.num_frames=8", *SHORT_ADAPTATION],
-        "base": str(SHIPPED_BASE),
-    },
-    # The same rows adapted longer, and the field's training-free video methods evaluated on the base untouched only,
-    # as they are deployed.
-    "base": {
-        "methods": ISSUE_METHODS,
-        "untrained": ["dycoke", "vidcom2", "fastvid", "holitom", "prunevid", "divprune", "visionzip"],
-        "budgets": [1 / 4, 1 / 8],
-        "seeds": [0, 1, 2],
-        "config_files": [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")],
-        "overrides": ["data.num_frames=8", "optim.max_steps=150", "run.eval_every=150", "data.num_train=1500"],
-        "base": str(SHIPPED_BASE),
-    },
-    # Long videos with short events, where a compressor that spreads its tokens evenly loses the event (issue #15):
-    # 120 s, 64 frames, 2-4 s events, at 1/8 and 1/16. The window is read from the base's per-frame saliency head
-    # (its auxiliary output), since its 8 LITA time tokens cut 120 s into 15 s steps, too coarse for a 3 s event.
-    "long": {
-        "methods": ISSUE_METHODS,
-        "budgets": [1 / 8, 1 / 16],
-        "seeds": [0, 1, 2],
-        "config_files": [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")],
-        "overrides": [
-            "data.num_frames=64",
-            "data.synthetic.duration=120",
-            "data.synthetic.event_length=[2.0, 4.0]",
-            "model.lmm.readout=saliency",
-            *SHORT_ADAPTATION,
-        ],
-        "base": str(SHIPPED_BASE),
-    },
-    # With no base: every run trains its whole model from nothing (8 frames, 800 steps); the papers' SSM compressors
-    # against the baselines they claim to beat, at one budget, three seeds.
-    "scratch": {
-        "methods": ["none", "stac", "mambamia", "tome", "tokenlearner"],
-        "budgets": [1 / 4],
-        "seeds": [0, 1, 2],
-        "overrides": ["data.num_frames=8", "optim.max_steps=800", "run.eval_every=100", "data.num_train=1500"],
-    },
-    # Every registered method at 1/2, 1/8 and 1/32 of the tokens with the benchmark's full recipe, from scratch (hours).
-    "full": {"methods": list_compressors(), "budgets": [1 / 2, 1 / 8, 1 / 32], "seeds": [0, 1], "overrides": []},
-}
 
 
 @dataclass
