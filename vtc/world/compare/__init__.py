@@ -9,7 +9,7 @@ once per seed and reported beside every budget. The frozen encoder's features of
 all runs, and a run already finished in the folder with the same config is reused, so a stopped comparison, or one
 given more methods or budgets, trains only what is missing.
 
-Modules: `presets` (what each preset compares, and the shipped base), `run` (settings, the grid, reuse of finished runs, aggregation over seeds), `costs` (parameters,
-FLOPs, latency and peak memory of a trained model), `blind` (the best video-blind answer), `report` (Markdown, plot,
-written outputs) and `cli` (`vtc compare`).
+Modules: `presets` (what each preset compares, and the shipped base), `run` (settings, the grid, reuse of finished
+runs, aggregation over seeds), `costs` (parameters, FLOPs, latency and peak memory of a trained model), `blind` (the
+best video-blind answer), `report` (Markdown, plot, written outputs) and `cli` (`vtc compare`).
 """
