@@ -10,8 +10,8 @@ from vtc.compressors import list_compressors
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 DEFAULT_CONFIGS = (CONFIG_DIR / "model" / "tiny.yaml", CONFIG_DIR / "data" / "synthetic.yaml")
-
-
+# Adapting from a base (compressor, projector and LoRA trained; `model.init_from` set by the preset's base).
+ADAPT_CONFIGS = [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")]
 SHIPPED_BASE = CONFIG_DIR.parent / "bases" / "world-qformer"  # the embedded benchmark's base video LLM (issue #15)
 ISSUE_METHODS = ["none", "stac", "mambamia", "taa", "tome", "tokenlearner", "avgpool2d", "random", "uniform"]
 # The adaptation of every row of a quick comparison: a few dozen steps on a few hundred videos, one validation at the
@@ -26,7 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ISSUE_METHODS,
         "budgets": [1 / 4, 1 / 8],
         "seeds": [0, 1, 2],
-        "config_files": [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")],
+        "config_files": ADAPT_CONFIGS,
         "overrides": ["data.num_frames=8", *SHORT_ADAPTATION],
         "base": str(SHIPPED_BASE),
     },
@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "untrained": ["dycoke", "vidcom2", "fastvid", "holitom", "prunevid", "divprune", "visionzip"],
         "budgets": [1 / 4, 1 / 8],
         "seeds": [0, 1, 2],
-        "config_files": [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")],
+        "config_files": ADAPT_CONFIGS,
         "overrides": ["data.num_frames=8", "optim.max_steps=150", "run.eval_every=150", "data.num_train=1500"],
         "base": str(SHIPPED_BASE),
     },
@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ISSUE_METHODS,
         "budgets": [1 / 8, 1 / 16],
         "seeds": [0, 1, 2],
-        "config_files": [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")],
+        "config_files": ADAPT_CONFIGS,
         "overrides": [
             "data.num_frames=64",
             "data.synthetic.duration=120",
