@@ -61,6 +61,23 @@ def test_synthetic_choice_samples_ask_the_rendered_question(variant):
         SyntheticSamples(SyntheticMoments(num_videos=1, **TINY_SYNTHETIC), num_frames=2, task="choice")
 
 
+def test_a_question_answered_with_the_option_text_asks_for_it_in_every_rotation():
+    moments = SyntheticMoments(num_videos=2, variant="needle", **TINY_SYNTHETIC)
+    sample = SyntheticSamples(moments, num_frames=2, task="choice", choice_answer="text")[1]
+    truth = moments[1]
+    assert sample["answer"] == truth["options"][truth["answer"]] and sample["answer_with"] == "text"
+    assert sample["query"].endswith("Answer with the option's text from the given choices directly.")
+    assert sample["query"] != format_choices(truth["question"], truth["options"])
+    variants = asked_variants(sample, circular=True)
+    assert {variant["answer"] for variant in variants} == {sample["answer"]}
+    assert all(variant["query"].endswith("option's text from the given choices directly.") for variant in variants)
+    assert [parse_choice(variant["answer"], variant["options"]) for variant in variants] == [
+        variant["answer_index"] for variant in variants
+    ]
+    with pytest.raises(ValueError, match="answer_with must be one of"):
+        format_choices("which?", ["x", "y"], answer_with="number")
+
+
 def test_questions_are_asked_in_every_rotation_unless_already_grouped():
     sample = {"qid": "q", "question": "which?", "options": ["w", "x", "y", "z"], "answer_index": 1, "frames": []}
     variants = asked_variants(sample, circular=True)

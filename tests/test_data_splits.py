@@ -107,6 +107,7 @@ def test_carving_every_video_is_refused():
         ({"val_fraction": 0}, r"data.val_fraction must be null or a number in \(0, 1\), got 0"),
         ({"val_fraction": True}, r"data.val_fraction must be null or a number in \(0, 1\), got True"),
         ({"val_count": 0}, "data.val_count must be null or an integer >= 1, got 0"),
+        ({"choice_answer": "number"}, r"data.choice_answer must be one of \('letter', 'text'\), got 'number'"),
     ],
 )
 def test_contradicting_split_settings_are_refused(values, message):

@@ -8,8 +8,8 @@ from typing import Any
 from vtc.utils.batching import pad_frames
 
 # A multiple-choice sample's fields (`vtc.lmm.answers.choice_fields`, and its circular group): `answer` is the
-# target text, which `VideoLMM.forward` learns instead of a window.
-CHOICE_KEYS = ("question", "options", "answer_index", "answer", "circular_group")
+# target text, which `VideoLMM.forward` learns instead of a window; `answer_with` says whether it is a letter or text.
+CHOICE_KEYS = ("question", "options", "answer_index", "answer", "answer_with", "circular_group")
 # A task mixture's sample says what it asks (`task`: "moment" or "choice") and its task in the mixture.
 TASK_KEYS = ("task", "mixture_task")
 

@@ -67,14 +67,17 @@ def predict_windows(
 def asked_variants(sample: dict[str, Any], circular: bool) -> list[dict[str, Any]]:
     """The multiple-choice samples to ask for one question: with `circular`, a question without a circular group
     in all n rotations of its options (`circular_variants`: qid `"{qid}#rot{k}"`, group the qid; the frames are
-    shared); else, and for a question already in a group (VNBench's tries), the sample itself."""
+    shared; each answered as the sample is, `answer_with`); else, and for a question already in a group (VNBench's
+    tries), the sample itself."""
     if not circular or sample.get("circular_group") is not None:
         return [sample]
     question = {"qid": sample["qid"], "options": sample["options"], "answer": sample["answer_index"]}
     return [
         {
             **sample,
-            **choice_fields(sample["question"], variant["options"], variant["answer"]),
+            **choice_fields(
+                sample["question"], variant["options"], variant["answer"], sample.get("answer_with", "letter")
+            ),
             "qid": variant["qid"],
             "circular_group": variant["circular_group"],
         }

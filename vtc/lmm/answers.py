@@ -16,6 +16,12 @@ from vtc.data.choices import LETTERS
 
 # The model's question template for multiple-choice prompts: `format_choices` writes the whole question.
 CHOICE_QUESTION = "{query}"
+# What a multiple-choice answer is, with its prompt's instruction: the right option's letter (LLaVA's prompt, what
+# pretrained LLMs answer) or its text (for a small LM that has yet to learn to point from an option to its letter).
+CHOICE_ANSWERS: dict[str, str] = {
+    "letter": "Answer with the option's letter from the given choices directly.",
+    "text": "Answer with the option's text from the given choices directly.",
+}
 # STAC's target sentence (default) and Mr.BLIP's "[[start, end]]" answer.
 TEMPLATES: dict[str, str] = {
     "sentence": "It starts at {start} and ends at {end} seconds.",
@@ -149,8 +155,11 @@ def decode_time_tokens(text: str, duration: float, num_time_tokens: int) -> str:
     return _TIME_TOKEN.sub(lambda match: f"{int(match.group(1)) * step:.2f}", text)
 
 
-def format_choices(question: str, options: Sequence[str]) -> str:
-    """A multiple-choice prompt: the question, "(A) option" lines, and the instruction to answer a letter."""
+def format_choices(question: str, options: Sequence[str], answer_with: str = "letter") -> str:
+    """A multiple-choice prompt: the question, "(A) option" lines, and the instruction to answer with the option's
+    letter or its text (`CHOICE_ANSWERS`)."""
+    if answer_with not in CHOICE_ANSWERS:
+        raise ValueError(f"answer_with must be one of {sorted(CHOICE_ANSWERS)}, got {answer_with!r}")
     if not question.strip():
         raise ValueError("question is empty")
     if not 2 <= len(options) <= len(LETTERS):
@@ -159,19 +168,21 @@ def format_choices(question: str, options: Sequence[str]) -> str:
         raise ValueError(f"options must be non-empty strings, got {options!r}")
     lines = [f"Question: {question.strip()}", "Options:"]
     lines += [f"({LETTERS[index]}) {option.strip()}" for index, option in enumerate(options)]
-    lines.append("Answer with the option's letter from the given choices directly.")
+    lines.append(CHOICE_ANSWERS[answer_with])
     return "\n".join(lines)
 
 
-def choice_fields(question: str, options: Sequence[str], answer: int) -> dict[str, Any]:
+def choice_fields(question: str, options: Sequence[str], answer: int, answer_with: str = "letter") -> dict[str, Any]:
     """What a multiple-choice sample carries: `question`, `options`, the right option's index `answer_index`, the
-    prompt `query` (`format_choices`) and the target `answer`, that option's letter."""
+    prompt `query` (`format_choices`), the target `answer` (that option's letter, or its text) and `answer_with`
+    (which of the two, so that its rotations are asked alike)."""
     if not 0 <= answer < len(options):
         raise ValueError(f"answer must index one of the {len(options)} options, got {answer}")
     return {
         "question": question,
         "options": list(options),
         "answer_index": answer,
-        "query": format_choices(question, options),
-        "answer": LETTERS[answer],
+        "query": format_choices(question, options, answer_with),
+        "answer": LETTERS[answer] if answer_with == "letter" else options[answer].strip(),
+        "answer_with": answer_with,
     }

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from vtc.data.qa import LAYOUTS
+from vtc.lmm.answers import CHOICE_ANSWERS
 from vtc.train.config_values import coerce, parse_number
 from vtc.train.mixture import MIXTURE_TASK, check_mixture
 from vtc.utils.checks import check_choice, is_count
@@ -60,19 +61,21 @@ class DataConfig:
     video's encoder features instead of its frames (`EncodedSamples`).
 
     `task` is what the samples ask: `"moment"` (a query, its window as the target) or `"choice"` (multiple-choice
-    questions: the prompt of `vtc.lmm.answers.format_choices`, the right option's letter as the target; files read
+    questions: the prompt of `vtc.lmm.answers.format_choices`, the right option's letter as the target, or its text
+    with `choice_answer: text` (`vtc.lmm.answers.CHOICE_ANSWERS`); files read
     with `vtc.data.qa.load_choices` in `layout`, `"auto"` detecting it; the synthetic source's `choice` and
     `needle` variants); validation and `vtc evaluate --checkpoint` then score accuracy and circular accuracy.
     `"mixture"` (the synthetic source only) trains one model on several tasks: `mixture` gives each task's share of
     every split (`vtc.train.mixture`; the synthetic tasks are its variants, e.g. `{moment: 0.5, choice: 0.25,
     needle: 0.25}`), counted exactly, each task's videos from its own variant's generator; each sample asks its
-    own question (a moment query, or a multiple-choice prompt answered with a letter), the saliency loss learns from
-    the moment samples only, and validation reports each task's metrics (`moment/mIoU`, `choice/accuracy`,
+    own question (a moment query, or a multiple-choice prompt answered as `choice_answer` says), the saliency loss
+    learns from the moment samples only, and validation reports each task's metrics (`moment/mIoU`, `choice/accuracy`,
     `needle/circular_accuracy`, ...) and keeps the best checkpoint by their `mean_task_score`
     (`vtc.eval.predict.score_mixture`)."""
 
     source: str = "files"
     task: str = "moment"
+    choice_answer: str = "letter"
     mixture: dict[str, float] | None = None
     layout: str = "auto"
     synthetic: dict[str, Any] = field(default_factory=dict)
@@ -240,6 +243,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "run.log_every": (is_count, "an integer >= 1"),
     "data.task": (lambda value: value in DATA_TASKS, f"one of {DATA_TASKS}"),
     "data.layout": (lambda value: value in LAYOUTS, f"one of {LAYOUTS}"),
+    "data.choice_answer": (lambda value: value in CHOICE_ANSWERS, f"one of {tuple(CHOICE_ANSWERS)}"),
     "data.num_train": (is_count, "an integer >= 1"),
     "data.num_val": (is_count, "an integer >= 1"),
     "data.val_fraction": (is_fraction, "null or a number in (0, 1)"),

@@ -24,12 +24,12 @@ from vtc.train.mixture import MIXTURE_TASK
 Item = MomentItem | QAItem
 
 
-def item_targets(item: Item, duration: float) -> dict[str, Any]:
+def item_targets(item: Item, duration: float, choice_answer: str = "letter") -> dict[str, Any]:
     """What a sample asks of its video (decoded `duration` seconds): a moment's `query`, `window` (the first, the
-    training target) and every window as ground truth; a question's `choice_fields`, its `circular_group` and
-    duration (the annotation's, else the decoded one)."""
+    training target) and every window as ground truth; a question's `choice_fields` (answered with the option's
+    letter or text, `choice_answer`), its `circular_group` and duration (the annotation's, else the decoded one)."""
     if isinstance(item, QAItem):
-        fields = choice_fields(item.question, item.options, item.answer)
+        fields = choice_fields(item.question, item.options, item.answer, choice_answer)
         return {**fields, "circular_group": item.group, "duration": item.duration or duration}
     windows = [list(window) for window in item.windows]
     return {"query": item.query, "window": item.windows[0], "windows": windows, "duration": item.duration}
@@ -39,10 +39,13 @@ class VideoFileSamples(Dataset):
     """Moment or multiple-choice items read from annotation files; each video decoded with `num_frames` frames
     (`item_targets` says what each sample asks)."""
 
-    def __init__(self, items: Sequence[Item], num_frames: int, frame_size: int | None) -> None:
+    def __init__(
+        self, items: Sequence[Item], num_frames: int, frame_size: int | None, choice_answer: str = "letter"
+    ) -> None:
         self.items = list(items)
         self.num_frames = num_frames
         self.frame_size = frame_size
+        self.choice_answer = choice_answer
 
     def __len__(self) -> int:
         return len(self.items)
@@ -53,7 +56,7 @@ class VideoFileSamples(Dataset):
         item = self.items[index]
         clip = load_video(item.video_path, num_frames=self.num_frames, size=self.frame_size)
         visual = {"qid": item.qid, "frames": clip.frames, "timestamps": clip.timestamps.float()}
-        return {**visual, **item_targets(item, clip.duration)}
+        return {**visual, **item_targets(item, clip.duration, self.choice_answer)}
 
 
 SPLITS = ("train", "val", "test")
@@ -130,7 +133,7 @@ def file_splits(config: DataConfig) -> dict[str, VideoFileSamples]:
             report = reports.get(split, reports["train"])
             hint = "" if config.video_dir is not None else "; data.video_dir is not set"
             raise ValueError(f"data.{split}: no usable item ({report}){hint}")
-        splits[split] = VideoFileSamples(usable, config.num_frames, config.frame_size)
+        splits[split] = VideoFileSamples(usable, config.num_frames, config.frame_size, config.choice_answer)
     return splits
 
 

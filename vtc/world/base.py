@@ -162,22 +162,24 @@ def data_summary(data: DataConfig) -> str:
     )
 
 
-def model_line(lmm: dict[str, Any], mixture: bool) -> str:
-    """The card's line on the architecture: the patch grid, the Q-Former's queries where there is one, the LM."""
+def model_line(lmm: dict[str, Any], choice_answer: str | None, init_from: str | None = None) -> str:
+    """The card's line on the architecture: the patch grid, the Q-Former's queries where there is one, the LM, what
+    a multiple-choice answer is (`choice_answer`; None for a base of moments only) and the base it started from."""
     grid = (lmm.get("encoder") or {}).get("grid", DEFAULT_GRID)
     rows, cols = (grid, grid) if isinstance(grid, int) else grid
     stages = [f"frozen patch encoder ({rows} x {cols} tokens per frame)"]
     if lmm.get("qformer") is not None:
         queries = {**QFORMER_DEFAULTS, **lmm["qformer"]}["num_queries"]
         stages.append(f"Q-Former ({queries} queries per frame)")
-    answer = " (a multiple-choice question: the option's letter)" if mixture else ""
-    return " -> ".join(
+    answer = f" (a multiple-choice question: the option's {choice_answer})" if choice_answer else ""
+    line = " -> ".join(
         [
             *stages,
             "MLP projector",
             f"tiny T5 trained in full, LITA time tokens, generated answer `[[<ts>, <te>]]`{answer}",
         ]
     )
+    return line if init_from is None else f"{line}; trained on from the base `{init_from}`"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
     test = readout_scores(model, config, args.num_test)
     keys = ("mIoU", "R1@0.3", "R1@0.5", "R1@0.7")
     card = {
-        "model": model_line(config.model.lmm, args.mixture),
+        "model": model_line(
+            config.model.lmm, config.data.choice_answer if args.mixture else None, config.model.init_from
+        ),
         "command": shlex.join(["vtc", "base", *sys.argv[2:]]),
         "config": {"files": [str(path.relative_to(CONFIG_DIR.parent)) for path in files], "overrides": args.set},
         "steps": summary["step"],

@@ -34,16 +34,25 @@ def uniform_frame_indices(total: int, count: int) -> np.ndarray:
 class SyntheticSamples(Dataset):
     """`SyntheticMoments` items with `num_frames` frames sampled uniformly: `frames [num_frames, H, W, 3]` uint8,
     `timestamps [num_frames]`, `duration`, `qid`, and what the `task` asks: a moment's `query` and `window (start,
-    end)`, or (`task="choice"`, the `choice` and `needle` variants) a question's `choice_fields`. With `cache`, each
-    sample is rendered once and kept in memory (num_frames * H * W * 3 bytes each)."""
+    end)`, or (`task="choice"`, the `choice` and `needle` variants) a question's `choice_fields`, answered with the
+    option's letter or text (`choice_answer`). With `cache`, each sample is rendered once and kept in memory
+    (num_frames * H * W * 3 bytes each)."""
 
-    def __init__(self, moments: SyntheticMoments, num_frames: int, cache: bool = False, task: str = "moment") -> None:
+    def __init__(
+        self,
+        moments: SyntheticMoments,
+        num_frames: int,
+        cache: bool = False,
+        task: str = "moment",
+        choice_answer: str = "letter",
+    ) -> None:
         if task == "choice" and moments.variant == "moment":
             raise ValueError(
                 "data.task 'choice' asks multiple-choice questions, which the synthetic 'moment' variant has none "
                 "of: set data.synthetic.variant to 'choice' or 'needle'"
             )
         self.moments, self.task = moments, check_choice("task", task, TASKS)
+        self.choice_answer = choice_answer
         self.indices = uniform_frame_indices(moments.num_frames, num_frames)
         self.cache: dict[int, dict[str, Any]] | None = {} if cache else None
 
@@ -67,7 +76,7 @@ class SyntheticSamples(Dataset):
             "duration": video.duration,
         }
         if self.task == "choice":
-            return {**visual, **choice_fields(video.question, video.options, video.answer)}
+            return {**visual, **choice_fields(video.question, video.options, video.answer, self.choice_answer)}
         return {**visual, "query": video.query, "window": video.window}
 
 
@@ -82,10 +91,17 @@ class MixtureSamples(Dataset):
     consecutive ones, its exact share (`mixture_counts`, blocks in the mixture's order), rendered by its variant's
     generator and asked as `variant_task` says; so no video is asked two tasks, and a split is a pure function of
     the settings and the seed. A sample is its `SyntheticSamples` sample with `task` (what it asks) and
-    `mixture_task` (the variant). `synthetic` holds the `SyntheticMoments` settings (without `variant`)."""
+    `mixture_task` (the variant). `synthetic` holds the `SyntheticMoments` settings (without `variant`);
+    `choice_answer` says whether questions are answered with the option's letter or text."""
 
     def __init__(
-        self, mixture: dict[str, float], num_videos: int, synthetic: dict[str, Any], num_frames: int, cache: bool
+        self,
+        mixture: dict[str, float],
+        num_videos: int,
+        synthetic: dict[str, Any],
+        num_frames: int,
+        cache: bool,
+        choice_answer: str = "letter",
     ) -> None:
         if "variant" in synthetic:
             raise ValueError(
@@ -108,7 +124,8 @@ class MixtureSamples(Dataset):
             if count:
                 moments = SyntheticMoments(num_videos=num_videos, **{**synthetic, "variant": name})
                 end += count
-                self.blocks.append((end, name, SyntheticSamples(moments, num_frames, cache, variant_task(name))))
+                samples = SyntheticSamples(moments, num_frames, cache, variant_task(name), choice_answer)
+                self.blocks.append((end, name, samples))
 
     def __len__(self) -> int:
         return self.num_videos
@@ -130,8 +147,9 @@ def synthetic_split(
     """`num_videos` samples of a data config's task (`seed` replacing `synthetic.seed` when given)."""
     settings = {**data.synthetic, **({} if seed is None else {"seed": seed})}
     if data.task == MIXTURE_TASK:
-        return MixtureSamples(data.mixture, num_videos, settings, data.num_frames, cache)
-    return SyntheticSamples(SyntheticMoments(num_videos=num_videos, **settings), data.num_frames, cache, data.task)
+        return MixtureSamples(data.mixture, num_videos, settings, data.num_frames, cache, data.choice_answer)
+    moments = SyntheticMoments(num_videos=num_videos, **settings)
+    return SyntheticSamples(moments, data.num_frames, cache, data.task, data.choice_answer)
 
 
 def synthetic_datasets(config: DataConfig) -> tuple[Dataset, Dataset]:
