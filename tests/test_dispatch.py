@@ -13,6 +13,7 @@ from vtc.ssm.mamba import BiMamba
 
 ALL = frozenset(dispatch.KERNELS)
 NONE: frozenset[str] = frozenset()
+NUMBA = "numba_mixer" in dispatch.available_kernels()
 
 
 @pytest.mark.parametrize(
@@ -149,10 +150,14 @@ FAKES = {
 
 @pytest.fixture
 def fused_on_cpu(monkeypatch):
-    """Every kernel 'imports' as a recording fake and CPU counts as a kernel device; yields the call log."""
+    """Every kernel of `FAKES` 'imports' as a recording fake and CPU counts as a kernel device (the fused CPU mixer
+    does not import, as on a CUDA machine's CUDA tensors it would not run); yields the call log."""
     calls: list[str] = []
 
     def recording(name):
+        if name not in FAKES:
+            return None
+
         def call(*args, **kwargs):
             calls.append(name)
             return FAKES[name](*args, **kwargs)
@@ -221,12 +226,52 @@ def test_auto_takes_the_numba_scan_on_cpu_where_it_imports(monkeypatch):
     mixer, x = _mixer_and_input()
     monkeypatch.setattr(dispatch, "kernel", with_numba)
     with torch.no_grad():
-        fast = mixer(x)
+        fast = mixer.forward_with_state(x).hidden
     assert calls == ["numba_scan"]
     monkeypatch.setattr(dispatch, "kernel", lambda name: None if name == "numba_scan" else real_kernel(name))
     with torch.no_grad():
-        torch.testing.assert_close(mixer(x), fast)
+        torch.testing.assert_close(mixer.forward_with_state(x).hidden, fast)
     assert calls == ["numba_scan"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "kernels", "wants_grad", "expected"),
+    [
+        ("auto", "cpu", ALL, False, True),
+        ("numba", "cpu", ALL, False, True),
+        ("auto", "cpu", ALL, True, False),  # training: the kernels have no backward
+        ("auto", "cpu", ALL - {"numba_mixer"}, False, False),  # numba not installed
+        ("auto", "cuda", ALL, False, False),  # CUDA tensors take mamba_ssm's kernels
+        ("chunked", "cpu", ALL, False, False),  # an explicit PyTorch backend keeps the PyTorch mixer
+        ("reference", "cpu", ALL, False, False),
+    ],
+)
+def test_the_fused_cpu_mixer_decision(requested, device, kernels, wants_grad, expected):
+    assert dispatch.use_cpu_mixer(requested, device, kernels, wants_grad) is expected
+
+
+@pytest.mark.parametrize("cls", [Mamba, BiMamba])
+def test_inference_on_cpu_takes_the_fused_mixer_and_training_does_not(monkeypatch, cls):
+    calls: list[str] = []
+    real_kernel = dispatch.kernel
+
+    def recording(name):
+        kernel = real_kernel(name)
+
+        def call(*args):
+            calls.append(name)
+            return kernel(*args)
+
+        return None if kernel is None else call
+
+    mixer, x = _mixer_and_input(cls)
+    monkeypatch.setattr(dispatch, "kernel", recording)
+    with torch.no_grad():
+        mixer(x)
+    assert calls == (["numba_mixer"] if NUMBA else [])
+    calls.clear()
+    mixer(x).sum().backward()  # parameters that want a gradient: the differentiable scan, in each direction
+    assert calls == (["numba_scan"] * (2 if cls is BiMamba else 1) if NUMBA else [])
 
 
 def test_bidirectional_mamba_takes_the_fused_scan_both_ways(fused_on_cpu):

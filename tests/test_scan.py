@@ -261,5 +261,5 @@ def test_numba_kernels_compile_without_a_writable_cache(monkeypatch):
         return 1
 
     monkeypatch.setattr(scan_numba, "njit", njit)
-    assert scan_numba._jit(fastmath=True)(kernel) is kernel
+    assert scan_numba.jit_kernel(fastmath=True)(kernel) is kernel
     assert options_used == [{"fastmath": True}]

@@ -1,11 +1,12 @@
 """Which implementation runs: the fused CUDA kernels of `mamba_ssm` / `causal_conv1d`, the fused CPU scan compiled
 with Numba (`vtc.ssm.scan_numba`), or the pure-PyTorch code.
 
-The decisions are pure functions of the device type, the set of kernels that import, and whether a carried state
-enters, so they are tested without a GPU. `kernel(name)` imports a kernel once (None when it does not import).
-A fresh state (no state passed) is the case the fused CUDA sequence kernels take; a carried state goes to the PyTorch
-scan (`selective_scan_fn` has no initial state), except for Mamba-2's kernel, which takes one. On a CPU the Numba scan
-takes both.
+The decisions are pure functions of the device type, the set of kernels that import, whether a carried state
+enters and whether a gradient is wanted, so they are tested without a GPU. `kernel(name)` imports a kernel once
+(None when it does not import). A fresh state (no state passed) is the case the fused CUDA sequence kernels take;
+a carried state goes to the PyTorch scan (`selective_scan_fn` has no initial state), except for Mamba-2's kernel,
+which takes one. On a CPU the Numba scan takes both; and where no gradient is wanted, a Mamba-1 mixer's whole pass
+after `in_proj` runs fused (`vtc.ssm.mixer_numba`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ KERNELS = {
     "ssd": ("mamba_ssm.ops.triton.ssd_combined", "mamba_chunk_scan_combined"),
     "causal_conv1d": ("causal_conv1d", "causal_conv1d_fn"),
     "numba_scan": ("vtc.ssm.scan_numba", "numba_scan"),
+    "numba_mixer": ("vtc.ssm.mixer_numba", "fused_mixer"),
 }
 
 
@@ -90,3 +92,11 @@ def use_step_kernel(requested: str, device_type: str, kernels: frozenset[str]) -
     """True when a one-token Mamba-1 step runs as `selective_state_update` (Gu & Dao 2023, eqs. 2a-2b, one recurrent
     step): backend "auto" or "cuda", the kernel importable and on its device."""
     return requested in ("auto", "cuda") and fused("state_update", device_type, kernels)
+
+
+def use_cpu_mixer(requested: str, device_type: str, kernels: frozenset[str], wants_grad: bool) -> bool:
+    """True when a Mamba-1 mixer with a fresh state runs conv1d, SiLU, the scan, its skip and gate as the fused CPU
+    kernels of `vtc.ssm.mixer_numba` (`mamba_inner_fn`'s job on CUDA): backend "auto" or "numba", CPU tensors, Numba
+    importable, and no gradient wanted (the kernels have no backward; training keeps the PyTorch mixer with the
+    differentiable Numba scan)."""
+    return requested in ("auto", "numba") and device_type == "cpu" and "numba_mixer" in kernels and not wants_grad

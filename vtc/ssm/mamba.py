@@ -234,7 +234,27 @@ class Mamba(nn.Module):
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         """`[B, L, d_model] -> [B, L, d_model]`."""
+        if self._runs_fused(hidden_states):
+            return self._fused_forward(hidden_states)
         return self.forward_with_state(hidden_states).hidden
+
+    def _ssm_directions(self) -> list[tuple]:
+        """The parts of each direction's SSM, in `vtc.ssm.mixer_numba.Direction`'s order."""
+        return [(self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, False)]
+
+    def _runs_fused(self, hidden_states: Tensor) -> bool:
+        """Whether `forward` takes the fused CPU mixer (`vtc.ssm.dispatch.use_cpu_mixer`)."""
+        wants_grad = torch.is_grad_enabled() and (
+            hidden_states.requires_grad or any(parameter.requires_grad for parameter in self.parameters())
+        )
+        device = hidden_states.device.type
+        return dispatch.use_cpu_mixer(self.backend, device, dispatch.available_kernels(), wants_grad)
+
+    def _fused_forward(self, hidden_states: Tensor) -> Tensor:
+        """`[B, L, d_model] -> [B, L, d_model]` with `in_proj`, the fused CPU kernels and `out_proj`."""
+        _check_sequence(hidden_states, self.d_model)
+        y = dispatch.kernel("numba_mixer")(self.in_proj(hidden_states), self._ssm_directions())
+        return self.out_proj(y.to(hidden_states.dtype))
 
     def step(self, hidden_state: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         """One recurrent step: `[B, d_model]` -> `([B, d_model], new state)`; memory does not grow with steps.
@@ -297,7 +317,14 @@ class BiMamba(Mamba):
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         """`[B, L, d_model] -> [B, L, d_model]` (no delta summed)."""
+        if self._runs_fused(hidden_states):
+            return self._fused_forward(hidden_states)
         return self._directions(hidden_states)[0]
+
+    def _ssm_directions(self) -> list[tuple]:
+        """Both directions' SSM parts, the backward one reversed (`vtc.ssm.mixer_numba.Direction`)."""
+        backward = (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b, True)
+        return [*super()._ssm_directions(), backward]
 
     def step(self, hidden_state: Tensor, state: MambaState) -> tuple[Tensor, MambaState]:
         raise ValueError("BiMamba sees the future of the sequence and cannot stream")

@@ -64,7 +64,7 @@ def _steps_contiguous(tensor: Tensor) -> Tensor:
     return tensor if tensor.stride(-1) == 1 else tensor.contiguous()
 
 
-def _threads() -> int:
+def use_torch_threads() -> int:
     """Numba's worker threads for the next kernel: as many as torch uses (`torch.set_num_threads`), within the pool
     Numba started with."""
     threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
@@ -93,7 +93,7 @@ def _forward(u, delta, A, B, C, state, D, z, keep_checkpoints: bool) -> tuple[Te
     blocks = -(-length // CHECKPOINT) if keep_checkpoints else 0
     y, last = u.new_empty(batch, dim, length), u.new_empty(batch, dim, A.shape[1])
     checkpoints = u.new_empty(batch, dim, blocks, A.shape[1])
-    _threads()
+    use_torch_threads()
     _forward_kernel(
         *_strided(u),
         *_strided(delta),
@@ -123,7 +123,7 @@ class _NumbaScan(torch.autograd.Function):
         groups, state = B.shape[1], A.shape[1]
         # B and C are shared by the channels of a group: each of `pieces` channel ranges per (row, group) sums its
         # gradient into its own buffer, so that a thread per piece has work when batch * groups < threads.
-        pieces = min(dim // groups, -(-_threads() // (batch * groups)))
+        pieces = min(dim // groups, -(-use_torch_threads() // (batch * groups)))
         grad_B = u.new_zeros(pieces, batch, groups, length, state)
         grad_C = u.new_zeros(pieces, batch, groups, length, state)
         grad_u, grad_delta = u.new_empty(u.shape), u.new_empty(u.shape)
@@ -161,7 +161,7 @@ class _NumbaScan(torch.autograd.Function):
 # ------------------------------------------------------------------------------------------------ kernels
 
 
-def _jit(**options):
+def jit_kernel(**options):
     """`numba.njit(**options)` with the on-disk cache of compiled code, or without it where neither the package's
     `__pycache__` nor the user's cache folder is writable (Numba refuses `cache=True` there when decorating)."""
 
@@ -184,8 +184,8 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
-@_jit(fastmath=True, inline="always")
-def _exp(x):
+@jit_kernel(fastmath=True, inline="always")
+def exp_f32(x):
     """fp32 `exp(x)` (Cephes `expf`): `2^k exp(r)` with `k = round(x / ln 2)`, `|r| <= ln(2) / 2`, a degree-7
     polynomial for `exp(r)`, and `2^k` built from its exponent bits. `x` is clamped to [-87.3, 88.3], the range of
     normal fp32 results."""
@@ -202,20 +202,20 @@ def _exp(x):
     return p * _float32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
 
 
-@_jit(inline="always")
+@jit_kernel(inline="always")
 def _at(strides, row, channel):
     """(offset of step 0, stride of a step) of (row, channel) in a flat `[b, d, L]` array of `strides`."""
     return row * strides[0] + channel * strides[1], strides[2]
 
 
-@_jit(fastmath=True, inline="always")
-def _silu_parts(z):
+@jit_kernel(fastmath=True, inline="always")
+def silu_parts(z):
     """`(silu(z), d silu / dz)` of a scalar."""
-    sigmoid = np.float32(1.0) / (np.float32(1.0) + _exp(-z))
+    sigmoid = np.float32(1.0) / (np.float32(1.0) + exp_f32(-z))
     return z * sigmoid, sigmoid * (np.float32(1.0) + z * (np.float32(1.0) - sigmoid))
 
 
-@_jit(fastmath=True, inline="always")
+@jit_kernel(fastmath=True, inline="always")
 def _forward_channel(u, u_at, delta, delta_at, z, z_at, gated, a, B, C, skip, h, y, checkpoints):
     """One channel: step t's u, delta and z at `u[u_at[0] + t * u_at[1]]` and alike, `y [L]`, `a, h [n]` (h: the
     state, updated in place), `B, C [L, n]`, `skip` its D, `checkpoints [blocks, n]` (the state before every
@@ -229,16 +229,16 @@ def _forward_channel(u, u_at, delta, delta_at, z, z_at, gated, a, B, C, skip, h,
         input_step = step * value
         output = np.float32(0.0)
         for n in range(state):
-            decayed = _exp(step * a[n]) * h[n] + input_step * B[t, n]
+            decayed = exp_f32(step * a[n]) * h[n] + input_step * B[t, n]
             h[n] = decayed
             output += C[t, n] * decayed
         output += skip * value
         if gated:
-            output *= _silu_parts(z[z_at[0] + t * z_at[1]])[0]
+            output *= silu_parts(z[z_at[0] + t * z_at[1]])[0]
         y[t] = output
 
 
-@_jit(parallel=True, fastmath=True)
+@jit_kernel(parallel=True, fastmath=True)
 def _forward_kernel(u, u_strides, delta, delta_strides, z, z_strides, gated, A, B, C, D, h0, y, last, checkpoints):
     """u, delta, z `[b, d, L]` as flat memory and element strides (`_strided`), `A [d, n]`, `B, C [b, g, L, n]`,
     `D [d]`, `h0, last [b, d, n]`, `y [b, d, L]`, `checkpoints [b, d, blocks, n]`; one task per (row, channel)."""
@@ -256,7 +256,7 @@ def _forward_kernel(u, u_strides, delta, delta_strides, z, z_strides, gated, A, 
         last[row, channel] = h
 
 
-@_jit(fastmath=True, inline="always")
+@jit_kernel(fastmath=True, inline="always")
 def _backward_channel(
     u, u_at, delta, delta_at, z, z_at, gated, dy, dy_at, a, B, C, skip, checkpoints, adjoint,
     grad_u, grad_delta, grad_z, grad_a, grad_B, grad_C,
@@ -278,7 +278,7 @@ def _backward_channel(
             step = delta[delta_at[0] + t * delta_at[1]]
             input_step = step * u[u_at[0] + t * u_at[1]]
             for n in range(state):
-                decay = _exp(step * a[n])
+                decay = exp_f32(step * a[n])
                 decays[i, n] = decay
                 states[i + 1, n] = decay * states[i, n] + input_step * B[t, n]
         for t in range(end - 1, start - 1, -1):
@@ -286,7 +286,7 @@ def _backward_channel(
             step, value = delta[delta_at[0] + t * delta_at[1]], u[u_at[0] + t * u_at[1]]
             grad_y = dy[dy_at[0] + t * dy_at[1]]
             if gated:  # y = (C . h + D u) silu(z): dL/dz, and the gradient before the gate
-                gate, gate_slope = _silu_parts(z[z_at[0] + t * z_at[1]])
+                gate, gate_slope = silu_parts(z[z_at[0] + t * z_at[1]])
                 output = skip * value
                 for n in range(state):
                     output += C[t, n] * states[i + 1, n]
@@ -309,7 +309,7 @@ def _backward_channel(
     return grad_skip
 
 
-@_jit(parallel=True, fastmath=True)
+@jit_kernel(parallel=True, fastmath=True)
 def _backward_kernel(
     u, u_strides, delta, delta_strides, z, z_strides, gated, dy, dy_strides, A, B, C, D, checkpoints, adjoint,
     grad_u, grad_delta, grad_z, grad_A, grad_D, grad_B, grad_C,
