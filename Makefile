@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 # Exact versions of every dependency that the test suite last passed with (`make constraints` refreshes it).
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test compare lint results setup setup-dev constraints clean
+.PHONY: demo test compare lint bench results setup setup-dev constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,17 +38,21 @@ test: setup-dev
 	$(BIN)/ruff check vtc tests benchmarks tools
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
-# Every measured figure of the README, on this machine (hours: the full scan reference loop and the comparison).
+# Every measured figure of the README, on this machine: `bench` the speed tables (about an hour), `results` those and
+# the comparisons (hours). Each JSON is written beside its place and moved there once complete.
 RESULTS := docs/results
 COMPARE_RUN := runs/compare_results
 SHAPE_PREFILL := --frames 64 --threads 2 --repeats 3 --compressors mambamia stac tome avgpool2d --fractions 0.25 0.125 --json
-results: setup-dev
-	$(BIN)/vtc bench scan --json > $(RESULTS)/bench_scan.json
-	$(BIN)/vtc bench prefill --threads 2 --repeats 1 --budget 1600 --json > $(RESULTS)/bench_prefill.json
-	$(BIN)/vtc bench prefill --shape llava-onevision-0.5b --layers-measured 2 $(SHAPE_PREFILL) > $(RESULTS)/bench_prefill_llava_onevision_0.5b.json
-	$(BIN)/vtc bench prefill --shape qwen2.5-vl-3b --layers-measured 1 $(SHAPE_PREFILL) > $(RESULTS)/bench_prefill_qwen2.5_vl_3b.json
-	$(BIN)/vtc bench scaling --threads 2 --out $(RESULTS)/bench_scaling.png --json > $(RESULTS)/bench_scaling.json
-	$(BIN)/vtc bench streaming --threads 2 --json > $(RESULTS)/bench_streaming.json
+into = > $(RESULTS)/$(1).tmp && mv $(RESULTS)/$(1).tmp $(RESULTS)/$(1)
+bench: setup-dev
+	$(BIN)/vtc bench scan --json $(call into,bench_scan.json)
+	$(BIN)/vtc bench prefill --threads 2 --repeats 1 --budget 1600 --json $(call into,bench_prefill.json)
+	$(BIN)/vtc bench prefill --shape llava-onevision-0.5b --layers-measured 2 $(SHAPE_PREFILL) $(call into,bench_prefill_llava_onevision_0.5b.json)
+	$(BIN)/vtc bench prefill --shape qwen2.5-vl-3b --layers-measured 1 $(SHAPE_PREFILL) $(call into,bench_prefill_qwen2.5_vl_3b.json)
+	$(BIN)/vtc bench scaling --threads 2 --out $(RESULTS)/bench_scaling.png --json $(call into,bench_scaling.json)
+	$(BIN)/vtc bench streaming --threads 2 --json $(call into,bench_streaming.json)
+
+results: bench
 	$(MAKE) compare
 	$(BIN)/vtc compare --preset long --out runs/compare_long
 	mkdir -p $(RESULTS)/compare_long && cp runs/compare_long/compare.json runs/compare_long/compare.md runs/compare_long/accuracy_vs_tokens.png $(RESULTS)/compare_long/

@@ -1,21 +1,25 @@
 """`vtc bench scan`: our Mamba mixer against transformers' MambaMixer torch path, mambapy's parallel
 scan, and our own sequential reference loop, at the sizes of the foundation issue (batch 2, hidden 256, expand 2,
-state 16, fp32). `vtc-no-scan` is our mixer with the selective scan left out: the floor that no scan algorithm can go
-below, since the projections, convolution and activations around the scan are the same work in every implementation.
+state 16, fp32). `vtc-no-scan` is our mixer on the path `vtc` takes with the selective scan left out (its skip and
+gate kept): the floor that no scan algorithm can go below on that path. `vtc-chunked-no-scan` is the same floor of
+the pure-PyTorch mixer (the floor before the fused CPU mixer: its copies, conv and activations around the scan).
 
-`vtc` is the mixer with `backend="auto"` (the fused Numba scan on a CPU where numba imports, else the chunked one;
-on CUDA with `mamba_ssm`, its fused kernels), `vtc-chunked` the same mixer held to the pure-PyTorch path; with
+`vtc` is the mixer with `backend="auto"` (on a CPU where numba imports, the fused mixer of `vtc.ssm.mixer_numba`
+under no_grad and the fused Numba scan when training, else the chunked scan; on CUDA with `mamba_ssm`, its fused
+kernels), `vtc-chunked` the same mixer held to the pure-PyTorch path; with
 `--device cuda` the table adds `vtc` against `vtc-chunked`, and `--parity` compares the two on the same inputs (max
 abs difference of outputs and input grads).
 
-The distance from the floor is measured on its own as well (`floor` in the JSON): `vtc` and `vtc-no-scan` forwards at
-the long length prepared in one process and called in turn (`--floor-repeats` times each, the medians), so that the
-machine's drift from one measurement to the next does not enter their ratio.
+The distance from the floor is measured on its own as well (`floor` in the JSON): `vtc`, `vtc-no-scan` and
+`vtc-chunked-no-scan` forwards at the long length prepared in one process and called in turn (`--floor-repeats`
+times each, the medians), so that the machine's drift from one measurement to the next does not enter their ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 from collections.abc import Callable
 from unittest import mock
 
@@ -29,8 +33,17 @@ from vtc.bench.measure import measure, measure_interleaved
 from vtc.ssm import dispatch
 from vtc.ssm import mamba as mamba_module
 
-IMPLEMENTATIONS = ("vtc", "vtc-chunked", "vtc-reference", "vtc-no-scan", "transformers", "mambapy")
-BACKEND_OF = {"vtc": "auto", "vtc-reference": "reference"}  # every other vtc implementation: "chunked"
+IMPLEMENTATIONS = (
+    "vtc",
+    "vtc-chunked",
+    "vtc-reference",
+    "vtc-no-scan",
+    "vtc-chunked-no-scan",
+    "transformers",
+    "mambapy",
+)
+# every other vtc implementation: "chunked"
+BACKEND_OF = {"vtc": "auto", "vtc-reference": "reference", "vtc-no-scan": "auto"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +71,7 @@ def build(implementation: str, hidden: int, state: int) -> torch.nn.Module:
 
     torch.manual_seed(0)
     ours = Mamba(hidden, d_state=state, expand=2, backend=BACKEND_OF.get(implementation, "chunked"))
-    if implementation == "vtc-no-scan":
+    if implementation.endswith("no-scan"):
         return MixerWithoutScan(ours)
     if implementation.startswith("vtc"):
         return ours
@@ -85,8 +98,17 @@ def _skip_term_only(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
     return (y, options["initial_state"]) if options.get("return_last_state") else y
 
 
+def _fused_skip_term_only(u, dt, dt_bias, A, BC, D, xz, reverse, accumulate, y) -> None:
+    """Stands in for the fused mixer's scan kernel (`vtc.ssm.mixer_numba._scan_kernel`, its arguments): writes (or
+    adds) the skip term `D u` gated by `silu(z)` into `y`, with no scan."""
+    u, xz, y = torch.from_numpy(u), torch.from_numpy(xz), torch.from_numpy(y)
+    gated = u * torch.from_numpy(D) * F.silu(xz[..., u.shape[-1] :])
+    y.add_(gated) if accumulate else y.copy_(gated)
+
+
 class MixerWithoutScan(nn.Module):
-    """`vtc.ssm.Mamba`'s own forward, unchanged except that the selective scan is replaced by its skip term."""
+    """`vtc.ssm.Mamba`'s own forward on its backend's path, unchanged except that the selective scan (of the PyTorch
+    mixer, and of the fused CPU mixer where it runs) is replaced by its skip term."""
 
     def __init__(self, mixer: nn.Module) -> None:
         super().__init__()
@@ -94,7 +116,11 @@ class MixerWithoutScan(nn.Module):
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         """`[B, L, d_model] -> [B, L, d_model]`."""
-        with mock.patch.object(mamba_module, "selective_scan", _skip_term_only):
+        with contextlib.ExitStack() as patches:
+            patches.enter_context(mock.patch.object(mamba_module, "selective_scan", _skip_term_only))
+            if dispatch.kernel("numba_mixer") is not None:
+                fused = importlib.import_module("vtc.ssm.mixer_numba")
+                patches.enter_context(mock.patch.object(fused, "_scan_kernel", _fused_skip_term_only))
             return self.mixer(hidden_states)
 
 
@@ -232,12 +258,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def distance_from_floor(length: int, repeats: int, threads: int, settings: dict) -> dict:
-    """The mixer's forward over its `vtc-no-scan` floor, the two called in turn in one process (module docstring)."""
+    """The mixer's forward over its `vtc-no-scan` floor (`ratio`) and over the PyTorch mixer's
+    (`vtc-chunked-no-scan`, `pytorch_floor_ratio`), called in turn in one process (module docstring)."""
     seconds = measure_interleaved(
         "vtc.bench.scan:prepare",
         {
             name: {"implementation": name, "mode": "forward", "length": length, **settings}
-            for name in ("vtc", "vtc-no-scan")
+            for name in ("vtc", "vtc-no-scan", "vtc-chunked-no-scan")
         },
         threads=threads,
         repeats=repeats,
@@ -248,4 +275,6 @@ def distance_from_floor(length: int, repeats: int, threads: int, settings: dict)
         "vtc_s": seconds["vtc"],
         "floor_s": seconds["vtc-no-scan"],
         "ratio": seconds["vtc"] / seconds["vtc-no-scan"],
+        "pytorch_floor_s": seconds["vtc-chunked-no-scan"],
+        "pytorch_floor_ratio": seconds["vtc"] / seconds["vtc-chunked-no-scan"],
     }
