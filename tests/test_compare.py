@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tiny_runs import save_tiny_base, tiny_run_overrides
 
 from vtc.compressors import list_compressors
 from vtc.world.compare.blind import best_constant_window
 from vtc.world.compare.presets import PRESETS
-from vtc.world.compare.run import CompareSettings, budget_name, compare
+from vtc.world.compare.run import CompareSettings, base_config, budget_name, compare
+from vtc.world.source import synthetic_test_samples
 
 
 def test_compare_writes_tables_plot_and_blind_baseline(tmp_path):
@@ -73,6 +75,17 @@ def test_presets_and_their_overrides():
     tuned = CompareSettings.preset("quick", overrides=["optim.lr=1e-3"])
     assert tuned.overrides == [*PRESETS["quick"]["overrides"], "optim.lr=1e-3"]  # later overrides win
     assert PRESETS["quick"]["overrides"] != tuned.overrides  # the preset itself is not modified
+
+
+def test_the_needle_preset_asks_for_a_brief_flash_that_every_frame_sampling_keeps(tmp_path):
+    settings = CompareSettings.preset("needle", output_dir=str(tmp_path))
+    data = base_config(settings, tmp_path / "probe", 0, {"name": "none"}).data
+    test = synthetic_test_samples(data, 6, cache=False)
+    for index in range(len(test)):
+        sample = test[index]
+        start, end = sample["window"]
+        assert "flashes on a plain grey screen" in sample["query"] and end - start == pytest.approx(2.0)
+        assert ((sample["timestamps"] >= start) & (sample["timestamps"] < end)).sum() >= 1  # a sampled frame shows it
 
 
 def test_compare_on_a_base_adapts_every_method_and_evaluates_training_free_ones_untrained(tmp_path):

@@ -1,6 +1,6 @@
-"""`vtc compare [--preset quick|base|long|scratch|full] [--base DIR] [--methods ...] [--budgets ...] [--seeds ...]
-[--set KEY=VALUE ...]`: run a comparison (`vtc.world.compare.run.compare`), print its Markdown tables and where its
-outputs are."""
+"""`vtc compare [--preset quick|base|long|needle|scratch|full] [--base DIR] [--methods ...] [--budgets ...]
+[--seeds ...] [--set KEY=VALUE ...]`: run a comparison (`vtc.world.compare.run.compare`), print its Markdown tables
+and where its outputs are."""
 
 from __future__ import annotations
 
@@ -47,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="quick (default): 9 methods adapted from the shipped base for 45 steps at 1/4 and 1/8, 3 seeds, the "
         "training-free ones also untrained (within 30 minutes); base: the same adapted for 150 steps, and the field's "
         "training-free video methods untrained; long: the quick rows on 120 s videos of 64 frames with 2-4 s events at "
-        "1/8 and 1/16, the window read from the saliency head; scratch: 5 methods trained from nothing at 1/4, "
-        "3 seeds, 800 steps; "
+        "1/8 and 1/16, the window read from the saliency head; needle: the quick rows asked for a 2 s flash in "
+        "30 s videos of 32 frames, at 1/8 and 1/16, read from the saliency head; scratch: 5 methods trained from "
+        "nothing at 1/4, 3 seeds, 800 steps; "
         "full: every method at 1/2, 1/8, 1/32 from scratch with the full recipe (hours). "
         "--methods / --budgets / --seeds replace the preset's",
     )

@@ -58,6 +58,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         ],
         "base": str(SHIPPED_BASE),
     },
+    # Needles (issue #15): in each 30 s video a 2 s plain grey screen flashes one big shape, and the query asks for
+    # that flash ("a red circle flashes on a plain grey screen"); 32 frames so that every needle is sampled, at 1/8
+    # and 1/16, where a compressor that spreads its tokens evenly keeps one or two tokens of the flash. The window
+    # is read from the saliency head, as in `long` (8 time tokens are 3.75 s apart).
+    "needle": {
+        "methods": ISSUE_METHODS,
+        "budgets": [1 / 8, 1 / 16],
+        "seeds": [0, 1, 2],
+        "config_files": ADAPT_CONFIGS,
+        "overrides": [
+            "data.num_frames=32",
+            "data.synthetic.variant=needle",
+            "data.synthetic.needle_length=2.0",
+            "model.lmm.readout=saliency",
+            *SHORT_ADAPTATION,
+        ],
+        "base": str(SHIPPED_BASE),
+    },
     # With no base: every run trains its whole model from nothing (8 frames, 800 steps); the papers' SSM compressors
     # against the baselines they claim to beat, at one budget, three seeds.
     "scratch": {
