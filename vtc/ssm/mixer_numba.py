@@ -62,12 +62,11 @@ def fused_mixer(xz: Tensor, directions: Sequence[Direction]) -> Tensor:
     batch, length, width = xz.shape
     d_inner = width // 2
     xz = xz.detach().float().contiguous()
-    y = xz.new_empty(batch, length, d_inner)
+    y, u = xz.new_empty(batch, length, d_inner), xz.new_empty(batch, length, d_inner)  # u: one direction's input
     use_torch_threads()
     for index, (conv1d, x_proj, dt_proj, A_log, D, reverse) in enumerate(map(Direction._make, directions)):
         weight = conv1d.weight.detach().float().squeeze(1).t().contiguous()  # [k, d]
         bias = xz.new_zeros(d_inner) if conv1d.bias is None else conv1d.bias.detach().float().contiguous()
-        u = xz.new_empty(batch, length, d_inner)
         _conv_silu_kernel(xz.numpy(), weight.numpy(), bias.numpy(), reverse, u.numpy())
         projected = F.linear(u, x_proj.weight.detach().float())  # [B, L, rank + 2 state]: dt, B, C
         rank = dt_proj.in_features
@@ -111,6 +110,12 @@ def _softplus(x):
     return max(x, np.float32(0.0)) + _log1p_small(exp_f32(-abs(x)))
 
 
+@jit_kernel(fastmath=True, inline="always")
+def _silu(x):
+    """fp32 `x sigmoid(x)`."""
+    return x / (np.float32(1.0) + exp_f32(-x))
+
+
 @jit_kernel(parallel=True, fastmath=True)
 def _conv_silu_kernel(xz, weight, bias, reverse, out):
     """`out [b, L, d] = silu(bias + sum_k weight[k] * x[t - (k_max - k)])` with `x = xz[..., :d]` (`xz [b, L, 2d]`,
@@ -131,8 +136,7 @@ def _conv_silu_kernel(xz, weight, bias, reverse, out):
                     for channel in range(dim):
                         total[channel] += weight[k, channel] * xz[row, source, channel]
             for channel in range(dim):
-                value = total[channel]
-                out[row, t, channel] = value / (np.float32(1.0) + exp_f32(-value))
+                out[row, t, channel] = _silu(total[channel])
 
 
 @jit_kernel(parallel=True, fastmath=True)
@@ -172,5 +176,5 @@ def _scan_kernel(u, dt, dt_bias, A, BC, D, xz, reverse, accumulate, y):
                     h[n, j] = value
                     total[j] += value * c
             for j in range(count):
-                gated = total[j] * z_t[j] / (np.float32(1.0) + exp_f32(-z_t[j]))
+                gated = total[j] * _silu(z_t[j])
                 y_t[j] = y_t[j] + gated if accumulate else gated

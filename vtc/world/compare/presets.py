@@ -18,64 +18,59 @@ ISSUE_METHODS = ["none", "stac", "mambamia", "taa", "tome", "tokenlearner", "avg
 # end (the adapted model is the last step's), as `vtc demo`'s.
 SHORT_ADAPTATION = ["optim.max_steps=45", "run.eval_every=45", "data.num_train=360", "data.num_val=16"]
 
+
+def adapted_on_the_base(budgets: list[float], overrides: list[str], **extra: Any) -> dict[str, Any]:
+    """A preset that adapts the issue's nine rows from the shipped base, three seeds, at `budgets` with `overrides`."""
+    return {
+        "methods": ISSUE_METHODS,
+        "budgets": budgets,
+        "seeds": [0, 1, 2],
+        "config_files": ADAPT_CONFIGS,
+        "overrides": overrides,
+        "base": str(SHIPPED_BASE),
+        **extra,
+    }
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The default: on the shipped base, the papers' methods, the trained baselines, pooling, random and uniform rows
     # at 1/4 and 1/8, three seeds, each adapted briefly (compressor, projector, LoRA) and the training-free ones also
     # evaluated on the base untouched. Sized to finish within 30 minutes on a 2-core CPU, fresh machine included.
-    "quick": {
-        "methods": ISSUE_METHODS,
-        "budgets": [1 / 4, 1 / 8],
-        "seeds": [0, 1, 2],
-        "config_files": ADAPT_CONFIGS,
-        "overrides": ["data.num_frames=8", *SHORT_ADAPTATION],
-        "base": str(SHIPPED_BASE),
-    },
+    "quick": adapted_on_the_base([1 / 4, 1 / 8], ["data.num_frames=8", *SHORT_ADAPTATION]),
     # The same rows adapted longer, and the field's training-free video methods evaluated on the base untouched only,
     # as they are deployed.
-    "base": {
-        "methods": ISSUE_METHODS,
-        "untrained": ["dycoke", "vidcom2", "fastvid", "holitom", "prunevid", "divprune", "visionzip"],
-        "budgets": [1 / 4, 1 / 8],
-        "seeds": [0, 1, 2],
-        "config_files": ADAPT_CONFIGS,
-        "overrides": ["data.num_frames=8", "optim.max_steps=150", "run.eval_every=150", "data.num_train=1500"],
-        "base": str(SHIPPED_BASE),
-    },
+    "base": adapted_on_the_base(
+        [1 / 4, 1 / 8],
+        ["data.num_frames=8", "optim.max_steps=150", "run.eval_every=150", "data.num_train=1500"],
+        untrained=["dycoke", "vidcom2", "fastvid", "holitom", "prunevid", "divprune", "visionzip"],
+    ),
     # Long videos with short events, where a compressor that spreads its tokens evenly loses the event (issue #15):
     # 120 s, 64 frames, 2-4 s events, at 1/8 and 1/16. The window is read from the base's per-frame saliency head
     # (its auxiliary output), since its 8 LITA time tokens cut 120 s into 15 s steps, too coarse for a 3 s event.
-    "long": {
-        "methods": ISSUE_METHODS,
-        "budgets": [1 / 8, 1 / 16],
-        "seeds": [0, 1, 2],
-        "config_files": ADAPT_CONFIGS,
-        "overrides": [
+    "long": adapted_on_the_base(
+        [1 / 8, 1 / 16],
+        [
             "data.num_frames=64",
             "data.synthetic.duration=120",
             "data.synthetic.event_length=[2.0, 4.0]",
             "model.lmm.readout=saliency",
             *SHORT_ADAPTATION,
         ],
-        "base": str(SHIPPED_BASE),
-    },
+    ),
     # Needles (issue #15): in each 30 s video a 2 s plain grey screen flashes one big shape, and the query asks for
     # that flash ("a red circle flashes on a plain grey screen"); 32 frames so that every needle is sampled, at 1/8
     # and 1/16, where a compressor that spreads its tokens evenly keeps one or two tokens of the flash. The window
     # is read from the saliency head, as in `long` (8 time tokens are 3.75 s apart).
-    "needle": {
-        "methods": ISSUE_METHODS,
-        "budgets": [1 / 8, 1 / 16],
-        "seeds": [0, 1, 2],
-        "config_files": ADAPT_CONFIGS,
-        "overrides": [
+    "needle": adapted_on_the_base(
+        [1 / 8, 1 / 16],
+        [
             "data.num_frames=32",
             "data.synthetic.variant=needle",
             "data.synthetic.needle_length=2.0",
             "model.lmm.readout=saliency",
             *SHORT_ADAPTATION,
         ],
-        "base": str(SHIPPED_BASE),
-    },
+    ),
     # With no base: every run trains its whole model from nothing (8 frames, 800 steps); the papers' SSM compressors
     # against the baselines they claim to beat, at one budget, three seeds.
     "scratch": {
