@@ -142,6 +142,13 @@ def test_cli_trains_and_evaluates_the_synthetic_choice_variant(tmp_path):
     records = read_jsonl(out / "predictions.jsonl")
     assert [record["qid"].rsplit("#", 1)[1] for record in records[:4]] == ["rot0", "rot1", "rot2", "rot3"]
     check_records(records, metrics)
+    likely = [*evaluate[:-1], str(tmp_path / "likely"), "--choice-readout", "likelihood"]
+    result = subprocess.run(likely, env=SUBPROCESS_ENV, check=True, capture_output=True, text=True)
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    records = read_jsonl(tmp_path / "likely" / "predictions.jsonl")
+    assert metrics["num_invalid"] == 0 and metrics["num_questions"] == 8
+    assert all(record["text"] in (*LETTERS[:4], *record["options"]) for record in records)
+    assert all(record["pred"] == parse_choice(record["text"], record["options"]) for record in records)
 
 
 def layout_records(question: dict, layout: str) -> list[dict]:

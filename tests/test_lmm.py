@@ -436,3 +436,47 @@ def test_time_token_and_saliency_config_errors(folders):
             vtc.build_model(model_config(folders, "blip2_t5", **changes))
     with pytest.raises(ValueError, match="seq2seq"):
         vtc.build_model(model_config(folders, "clip_llama", saliency_loss=1.0))
+
+
+def choice_batch() -> dict:
+    clips = [clip(0, 3), clip(1, 2)]
+    return {
+        "frames": [c.frames for c in clips],
+        "timestamps": [c.timestamps for c in clips],
+        "query": ["Which way does it move? (A) left (B) right", "What appears? (A) a door (B) a cat (C) a dog"],
+        "options": [["left", "right"], ["a door", "a cat", "a dog"]],
+        "answer_with": ["letter", "text"],
+    }
+
+
+@pytest.mark.parametrize("setup", ["blip2_t5", "blip2_opt"])
+def test_answer_log_likelihoods_are_the_training_loss_summed(folders, setup):
+    torch.manual_seed(0)
+    model = vtc.build_model(model_config(folders, setup)).eval()
+    batch = choice_batch()
+    candidates = [["A", "B"], ["a door", "a cat", "a dog"]]
+    scores = model.answer_log_likelihoods(batch, candidates)
+    assert [tuple(s.shape) for s in scores] == [(2,), (3,)]
+    for row, answers in enumerate(candidates):
+        for index, answer in enumerate(answers):
+            one = {**{key: value[row : row + 1] for key, value in batch.items()}, "answer": [answer]}
+            num_tokens = len(model.sequence_builder.embed_text(answer, eos=True)[0])
+            with torch.no_grad():
+                expected = -model(one) * num_tokens
+            torch.testing.assert_close(scores[row][index], expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="one non-empty list of candidate answers per row"):
+        model.answer_log_likelihoods(batch, [["A"]])
+
+
+def test_likelihood_readout_names_the_likeliest_option_of_each_row(folders):
+    torch.manual_seed(0)
+    model = vtc.build_model(model_config(folders, "blip2_t5", choice_readout="likelihood")).eval()
+    batch = choice_batch()
+    answers = model.answer_choices(batch)
+    scores = model.answer_log_likelihoods(batch, [["A", "B"], ["a door", "a cat", "a dog"]])
+    assert [pred for _, pred in answers] == [int(s.argmax()) for s in scores]
+    assert answers[0][0] in ("A", "B") and answers[1][0] in batch["options"][1]
+    model.config["choice_readout"] = "text"
+    assert all(isinstance(text, str) for text, _ in model.answer_choices(batch))
+    with pytest.raises(ValueError, match="choice_readout must be one of"):
+        vtc.build_model(model_config(folders, "blip2_t5", choice_readout="logits"))

@@ -200,11 +200,23 @@ def test_vtc_base_mixture_card_reports_each_tasks_accuracy(tmp_path):
     card = json.loads((tmp_path / "base" / "base.json").read_text())["card"]
     assert card["tasks"] == {"moment": 0.5, "choice": 0.25, "needle": 0.25}
     assert set(card["test"]) == {"text", "saliency", "blind"} and set(card["questions"]) == {"choice", "needle"}
-    assert set(card["questions"]["needle"]) == {"accuracy", "circular_accuracy", "num_invalid"}
+    assert set(card["questions"]["needle"]) == {"text", "likelihood"}
+    likelihood = card["questions"]["needle"]["likelihood"]
+    assert set(likelihood) == {"accuracy", "circular_accuracy", "num_invalid"} and likelihood["num_invalid"] == 0
     assert card["config"]["files"][1] == "configs/data/synthetic_mixture.yaml"
     readme = (tmp_path / "base" / "README.md").read_text()
-    assert all(row in readme for row in ("| text |", "| choice |", "| needle |", "moment (0.5)"))
+    assert all(row in readme for row in ("| text |", "| choice | likelihood |", "| needle | text |", "moment (0.5)"))
     assert "not reported" not in readme
+    saved = json.loads((tmp_path / "base" / "base.json").read_text())
+    weights = (tmp_path / "base" / "parts.safetensors").read_bytes()
+    saved["card"]["questions"] = {"choice": {"text": saved["card"]["questions"]["choice"]["text"]}}
+    (tmp_path / "base" / "base.json").write_text(json.dumps(saved))
+    (tmp_path / "base" / "README.md").write_text("stale")
+    assert main(["base", "--rescore", str(tmp_path / "base")]) == 0
+    rescored = json.loads((tmp_path / "base" / "base.json").read_text())
+    assert rescored["card"]["questions"] == card["questions"] and rescored["model"] == saved["model"]
+    assert (tmp_path / "base" / "README.md").read_text() == readme
+    assert (tmp_path / "base" / "parts.safetensors").read_bytes() == weights
 
 
 def test_a_moment_only_card_says_it_learned_no_questions():

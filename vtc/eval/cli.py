@@ -10,6 +10,8 @@ retrieval by window length, and highlight detection when predictions carry `pred
 default the run's own), and writes `predictions.jsonl` and `metrics.json` to `--out` (default `DIR/eval-SPLIT`):
 moment retrieval (with `pred_saliency_scores` when the model has a saliency head), or, for `data.task: choice`,
 multiple choice with every question asked in all rotations of its options (accuracy, circular accuracy).
+`--readout text|saliency` and `--choice-readout text|likelihood` read the answers another way than the model's
+config says (the generated window or the saliency head's; the generated option or the likeliest one).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from vtc.data.qa import choice_item_from_record
 from vtc.eval.highlights import clip_saliency, evaluate_highlights, has_saliency
 from vtc.eval.moment import evaluate_moments, evaluate_moments_by_length, ground_truth_windows
 from vtc.eval.qa import evaluate_choices
+from vtc.lmm.config import CHOICE_READOUTS, READOUTS
 from vtc.utils.io import atomic_write_text, read_jsonl
 
 
@@ -84,6 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("val", "train", "test"), default="val", help="split of the data config")
     parser.add_argument("--out", type=Path, help="folder for predictions.jsonl and metrics.json")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--readout", choices=READOUTS, help="with --checkpoint: read moments this way instead")
+    parser.add_argument(
+        "--choice-readout", choices=CHOICE_READOUTS, help="with --checkpoint: read multiple-choice answers this way"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         from vtc.train.evaluate import evaluate_checkpoint
 
         out = args.out or args.checkpoint / f"eval-{args.split}"
-        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.set, args.split, out, args.batch_size)
+        readouts = {"readout": args.readout, "choice_readout": args.choice_readout}
+        readouts = {key: value for key, value in readouts.items() if value is not None}
+        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.set, args.split, out, args.batch_size, readouts)
     elif args.predictions is None or args.ground_truth is None:
         raise ValueError("give --predictions and --ground-truth, or --checkpoint")
     else:

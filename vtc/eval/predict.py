@@ -15,7 +15,6 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vtc.data.batch import collate
-from vtc.data.choices import parse_choice
 from vtc.data.qa import QAItem
 from vtc.eval.highlights import CLIP_SECONDS
 from vtc.eval.moment import evaluate_moments, ground_truth_windows, parse_predicted_windows, temporal_iou
@@ -93,9 +92,10 @@ def predict_choices(
     batch_size: int,
     circular: bool = True,
 ) -> list[dict]:
-    """Generate answers to the multiple-choice samples `dataset[indices]`, each asked as `asked_variants` (all
-    rotations with `circular`). Records: `qid`, the raw `text`, `pred` (the option index it names, `parse_choice`:
-    a letter or an option's text; None when it names none), the right index `answer`, `options`, `question` and
+    """Answer the multiple-choice samples `dataset[indices]`, each asked as `asked_variants` (all rotations with
+    `circular`), by the model's `choice_readout` (`VideoLMM.answer_choices`). Records: `qid`, the answer `text`,
+    `pred` (the option index it names: generated text read by `parse_choice`, a letter or an option's text, None
+    when it names none; or the likeliest option), the right index `answer`, `options`, `question` and
     `circular_group`. Each video is read once; at most `batch_size` questions are asked at a time."""
     was_training = model.training
     model.eval()
@@ -108,12 +108,12 @@ def predict_choices(
         ]
         for start in range(0, len(asked), batch_size):
             samples = asked[start : start + batch_size]
-            for text, sample in zip(model.generate_text(collate(samples)), samples, strict=True):
+            for (text, pred), sample in zip(model.answer_choices(collate(samples)), samples, strict=True):
                 records.append(
                     {
                         "qid": str(sample["qid"]),
                         "text": text,
-                        "pred": parse_choice(text, sample["options"]),
+                        "pred": pred,
                         "answer": sample["answer_index"],
                         "options": list(sample["options"]),
                         "question": sample["question"],

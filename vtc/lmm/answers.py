@@ -183,6 +183,11 @@ def choice_fields(question: str, options: Sequence[str], answer: int, answer_wit
         "options": list(options),
         "answer_index": answer,
         "query": format_choices(question, options, answer_with),
-        "answer": LETTERS[answer] if answer_with == "letter" else options[answer].strip(),
+        "answer": choice_answer(options, answer, answer_with),
         "answer_with": answer_with,
     }
+
+
+def choice_answer(options: Sequence[str], index: int, answer_with: str) -> str:
+    """The answer that names option `index`: its letter, or its text (`answer_with`, one of `CHOICE_ANSWERS`)."""
+    return LETTERS[index] if answer_with == "letter" else options[index].strip()

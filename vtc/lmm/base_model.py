@@ -20,6 +20,7 @@ from typing import Any
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from vtc.lmm.model import build_model
 from vtc.lmm.persistence import detached
 from vtc.utils.io import atomic_save_safetensors, atomic_write_text
 
@@ -86,6 +87,14 @@ def base_model_config(directory: str | os.PathLike, lmm: Mapping[str, Any]) -> d
     if encoder.get("path") == ENCODER_NAME:
         config["encoder"] = {**encoder, "path": str((directory / ENCODER_NAME).resolve())}
     return config
+
+
+def load_base_model(directory: str | os.PathLike, lmm: Mapping[str, Any] | None = None) -> Any:
+    """The base in `directory` as a `VideoLMM` (`base_model_config` with `lmm` on top, e.g. a training-free
+    compressor), its weights loaded (`load_base_weights`)."""
+    model = build_model(base_model_config(directory, lmm or {}))
+    load_base_weights(model, directory)
+    return model
 
 
 def load_base_weights(model: Any, directory: str | os.PathLike) -> list[str]:

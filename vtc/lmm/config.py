@@ -22,6 +22,8 @@ DEFAULT_PROMPT = "Video:"
 DEFAULT_QUESTION = "Query: {query} When does it happen?"
 LLM_MODES = ("frozen", "lora", "full")
 READOUTS = ("text", "saliency")
+# How a multiple-choice answer is read: generated and parsed, or the option whose answer the LM finds likeliest.
+CHOICE_READOUTS = ("text", "likelihood")
 
 DEFAULTS: dict[str, Any] = {
     "encoder": None,
@@ -36,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "time_tokens": 0,
     "saliency_loss": 0.0,
     "readout": "text",
+    "choice_readout": "text",
     "time_embedding": False,
     "num_frames": 8,
     "prompt": DEFAULT_PROMPT,
@@ -87,5 +90,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ValueError(f"readout must be one of {READOUTS}, got {config['readout']!r}")
     if config["readout"] == "saliency" and not config["saliency_loss"] > 0:
         raise ValueError("readout 'saliency' reads the saliency head, which trains only with saliency_loss > 0")
+    if config["choice_readout"] not in CHOICE_READOUTS:
+        raise ValueError(f"choice_readout must be one of {CHOICE_READOUTS}, got {config['choice_readout']!r}")
     if config["encoder_trainable"] and config["encoder"] is None:
         raise ValueError("encoder_trainable needs an encoder config (cached features have no encoder to train)")

@@ -34,6 +34,19 @@ def left_pad(sequences: list[Tensor], value: float | int) -> Tensor:
     return pad_sequence(sequences, batch_first=True, padding_value=value, padding_side="left")
 
 
+def label_log_likelihoods(logits: Tensor, labels: Tensor, shifted: bool) -> Tensor:
+    """`[B]`: the summed log-probability of each row's labelled tokens (`labels [B, L]`, `IGNORE_INDEX` elsewhere)
+    under `logits [B, L, V]`; `shifted` for a causal LM, whose logits at position i predict the label at i + 1."""
+    if logits.shape[:2] != labels.shape:
+        shapes = f"{tuple(logits.shape)} and {tuple(labels.shape)}"
+        raise ValueError(f"expected logits [B, L, V] over labels [B, L], got {shapes}")
+    if shifted:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    labelled = labels != IGNORE_INDEX
+    log_probs = logits.float().log_softmax(-1).gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return (log_probs * labelled).sum(-1)
+
+
 class SequenceBuilder:
     """Builds a language model's inputs from visual embeddings, queries and answers, and reads answers back.
 

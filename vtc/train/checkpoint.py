@@ -63,6 +63,8 @@ def load_model(directory: str | os.PathLike, **overrides: Any) -> VideoLMM | HFV
     """A model saved by `save_pretrained` (a checkpoint's `model/` folder), ready for `answer_windows`: a
     `VideoLMM`, or an `HFVideoLLM` (its host loaded from the path its config names; no overrides)."""
     if is_hf_folder(directory):
+        if overrides:
+            raise ValueError(f"{directory} holds a Hugging Face model, whose config takes no overrides: {overrides}")
         return HFVideoLLM.from_pretrained(directory).eval()
     return VideoLMM.from_pretrained(Path(directory), **overrides).eval()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,15 @@ def evaluate_checkpoint(
     split: str,
     out: str | os.PathLike,
     batch_size: int = 8,
+    readouts: Mapping[str, str] | None = None,
 ) -> dict[str, float | int]:
     """Metrics of a checkpoint on `split` of the data config (the run's own when `data_configs` is empty);
     writes `out/predictions.jsonl` and `out/metrics.json`. Moments: moment_detr's format plus the raw `text`, and
     `pred_saliency_scores` (one per 2 s clip) when the model has a saliency head; multiple choice: every question
     asked in all rotations of its options (`vtc.eval.predict.predict_choices`), accuracy, circular accuracy and
     unparseable answers (`num_invalid`); a task mixture: each record tagged with its `task` and `mixture_task`, and
-    each task's metrics under `"{mixture task}/{metric}"` with their `mean_task_score` (`score_mixture`)."""
+    each task's metrics under `"{mixture task}/{metric}"` with their `mean_task_score` (`score_mixture`).
+    `readouts` replaces the model's `readout` / `choice_readout` (a Hugging Face model takes none)."""
     folder = resolve_checkpoint(Path(checkpoint))
     if (folder / STATE_NAME).exists():  # a training checkpoint: its files checked (a bare model/ folder is taken)
         verify_checkpoint(folder)
@@ -53,7 +55,7 @@ def evaluate_checkpoint(
         data_configs = [run_config]
     config = load_train_config(data_configs, overrides)
     dataset = split_dataset(config, split)
-    model = load_model(folder / "model")
+    model = load_model(folder / "model", **(readouts or {}))
     evaluation = TASK_EVALUATIONS[config.data.task]
     saliency = getattr(model, "saliency_head", None) is not None  # a Hugging Face model (`model.hf`) has none
     options = {"saliency": saliency} if evaluation.takes_saliency else {}

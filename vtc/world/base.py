@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from vtc.eval.predict import predict_choices, predict_windows, score, score_choices
-from vtc.lmm.base_model import save_base_model
+from vtc.lmm.base_model import BASE_CONFIG_NAME, load_base_model, save_base_model
+from vtc.lmm.config import CHOICE_READOUTS
 from vtc.lmm.qformer import QFORMER_DEFAULTS
 from vtc.train.checkpoint import load_model
 from vtc.train.config import RESOLVED_CONFIG_NAME, DataConfig, TrainConfig, load_train_config
@@ -51,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="train on the mixture of the benchmark's tasks (configs/data/synthetic_mixture.yaml: moments 0.5, "
         "choice 0.25, needle 0.25; change a share with --set data.mixture.NAME=SHARE, 0 leaving the task out)",
+    )
+    parser.add_argument(
+        "--rescore",
+        metavar="BASE",
+        help="score the multiple-choice tasks of the existing base folder BASE again, by every readout, on the "
+        "number of test items its card names, and rewrite its card (the weights are not touched); no training",
     )
 
 
@@ -94,15 +101,21 @@ def readout_scores(model: Any, config: TrainConfig, num_test: int) -> dict[str, 
     return scores
 
 
-def question_scores(model: Any, config: TrainConfig, num_test: int) -> dict[str, dict[str, float]]:
-    """Test accuracy, circular accuracy and unreadable answers (`num_invalid`) of each multiple-choice task the
-    base learned, every question asked in its 4 rotations (`predict_choices`)."""
-    scores = {}
+def question_scores(model: Any, config: TrainConfig, num_test: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Per multiple-choice task the base learned and per `choice_readout` (the generated answer, then the likeliest
+    option), test accuracy, circular accuracy and unreadable answers (`num_invalid`), every question asked in its 4
+    rotations (`predict_choices`)."""
+    scores: dict[str, dict[str, dict[str, float]]] = {}
     for name in task_counts(config.data):
         if variant_task(name) == "choice":
             test = task_test_samples(config.data, name, num_test)
-            metrics = score_choices(predict_choices(model, test, range(len(test)), config.run.eval_batch_size))
-            scores[name] = {key: metrics[key] for key in ("accuracy", "circular_accuracy", "num_invalid")}
+            for readout in CHOICE_READOUTS:
+                model.config["choice_readout"] = readout
+                records = predict_choices(model, test, range(len(test)), config.run.eval_batch_size)
+                metrics = score_choices(records)
+                keys = ("accuracy", "circular_accuracy", "num_invalid")
+                scores.setdefault(name, {})[readout] = {key: metrics[key] for key in keys}
+    model.config["choice_readout"] = CHOICE_READOUTS[0]
     return scores
 
 
@@ -112,8 +125,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     rows = [f"| {name} | {s['mIoU']:.2f} | {s['R1@0.5']:.1f} | {s['R1@0.7']:.1f} |" for name, s in card["test"].items()]
     questions = card.get("questions", {})
     question_rows = [
-        f"| {name} | {s['accuracy']:.2f} | {s['circular_accuracy']:.2f} | {s['num_invalid']} |"
-        for name, s in questions.items()
+        f"| {name} | {readout} | {s['accuracy']:.2f} | {s['circular_accuracy']:.2f} | {s['num_invalid']} |"
+        for name, readouts in questions.items()
+        for readout, s in readouts.items()
     ]
     tasks = card.get("tasks", {"moment": 1.0})
     learned = ", ".join(f"{name} ({share:g})" for name, share in tasks.items())
@@ -121,8 +135,11 @@ def card_markdown(card: dict[str, Any]) -> str:
     choices = [
         "Multiple choice, every question asked in its 4 rotations (chance: accuracy 25, circular accuracy 0.39):",
         "",
-        "| task | accuracy | circular accuracy | unreadable answers |",
-        "|---|---|---|---|",
+        "Readouts: `text` generates the answer and reads the option it names; `likelihood` takes the option whose",
+        "answer the model scores likeliest (`model.lmm.choice_readout`).",
+        "",
+        "| task | readout | accuracy | circular accuracy | unreadable answers |",
+        "|---|---|---|---|---|",
         *question_rows,
     ]
     not_learned = "Multiple-choice accuracy is not reported: this base learned moment retrieval only (`--mixture`)."
@@ -164,7 +181,8 @@ def data_summary(data: DataConfig) -> str:
 
 def model_line(lmm: dict[str, Any], choice_answer: str | None, init_from: str | None = None) -> str:
     """The card's line on the architecture: the patch grid, the Q-Former's queries where there is one, the LM, what
-    a multiple-choice answer is (`choice_answer`; None for a base of moments only) and the base it started from."""
+    a multiple-choice answer is (`choice_answer`; None for a base of moments only) and what it started from: a base
+    (`init_from`) or a pretrained language model (`lmm.llm.path`, as LLaVA starts from Vicuna)."""
     grid = (lmm.get("encoder") or {}).get("grid", DEFAULT_GRID)
     rows, cols = (grid, grid) if isinstance(grid, int) else grid
     stages = [f"frozen patch encoder ({rows} x {cols} tokens per frame)"]
@@ -179,10 +197,32 @@ def model_line(lmm: dict[str, Any], choice_answer: str | None, init_from: str | 
             f"tiny T5 trained in full, LITA time tokens, generated answer `[[<ts>, <te>]]`{answer}",
         ]
     )
-    return line if init_from is None else f"{line}; trained on from the base `{init_from}`"
+    llm_path = (lmm.get("llm") or {}).get("path")
+    if init_from is not None:
+        return f"{line}; trained on from the base `{init_from}`"
+    return line if llm_path is None else f"{line}; the T5 started from `{llm_path}`"
+
+
+def rescore(directory: Path) -> dict[str, Any]:
+    """Score the multiple-choice tasks of the base in `directory` again (`question_scores`, on the data config and
+    the number of test items its card names) and rewrite its card (`base.json`, then `README.md`, each
+    atomically); returns the card."""
+    saved = json.loads((directory / BASE_CONFIG_NAME).read_text())
+    card = saved["card"]
+    config = load_train_config(
+        [CONFIG_DIR.parent / name for name in card["config"]["files"]],
+        [*BASE_OVERRIDES, *card["config"]["overrides"]],
+    )
+    card["questions"] = question_scores(load_base_model(directory), config, card["test_videos"])
+    atomic_write_text(directory / BASE_CONFIG_NAME, json.dumps(saved, indent=2))
+    atomic_write_text(directory / "README.md", card_markdown(card))
+    return card
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.rescore is not None:
+        print(card_markdown(rescore(Path(args.rescore))))
+        return 0
     files = MIXTURE_CONFIGS if args.mixture else BASE_CONFIGS
     config = load_train_config(files, [*BASE_OVERRIDES, f"run.output_dir={args.run}", *args.set])
     summary = trained_summary(config)

@@ -18,8 +18,7 @@ from vtc.compressors import Family, compressor_class, takes_argument
 from vtc.encoders import build_encoder
 from vtc.eval.predict import per_query_iou, predict_windows, score
 from vtc.eval.stats import mean_interval
-from vtc.lmm.base_model import base_model_config, load_base_weights
-from vtc.lmm.model import build_model
+from vtc.lmm.base_model import base_model_config, load_base_model
 from vtc.lmm.qformer import QFORMER_DEFAULTS
 from vtc.train.checkpoint import load_model
 from vtc.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_train_config
@@ -147,9 +146,7 @@ def untrained_and_evaluate(
     """Put a training-free compressor into the base (`model.init_from`) with no training, save that model as the
     run's checkpoint (its config and weights beside the trained runs'), and score and cost it as they are."""
     checkpoint = Path(config.run.output_dir) / "untrained" / "model"
-    lmm = base_model_config(config.model.init_from, {"compressor": config.model.lmm["compressor"]})
-    model = build_model(lmm)
-    load_base_weights(model, config.model.init_from)
+    model = load_base_model(config.model.init_from, {"compressor": config.model.lmm["compressor"]})
     model.save_pretrained(checkpoint)
     summary = {"train_seconds": 0.0, "step": 0}
     return evaluate(checkpoint, summary, False, config, test, tokens, measure_memory)
