@@ -32,7 +32,7 @@ demo: setup
 # Issue #15's comparison: 9 methods adapted from the shipped base at 1/4 and 1/8, 3 seeds (within 30 minutes).
 compare: setup
 	$(BIN)/vtc compare --out runs/compare_quick
-	mkdir -p $(RESULTS)/compare_quick && cp runs/compare_quick/compare.json runs/compare_quick/compare.md runs/compare_quick/accuracy_vs_tokens.png $(RESULTS)/compare_quick/
+	$(call keep_comparison,runs/compare_quick,compare_quick)
 
 test: setup-dev
 	$(BIN)/ruff check vtc tests benchmarks tools
@@ -44,6 +44,8 @@ RESULTS := docs/results
 COMPARE_RUN := runs/compare_results
 SHAPE_PREFILL := --frames 64 --threads 2 --repeats 3 --compressors mambamia stac tome avgpool2d --fractions 0.25 0.125 --json
 into = > $(RESULTS)/$(1).tmp && mv $(RESULTS)/$(1).tmp $(RESULTS)/$(1)
+# A comparison's tables and plot, from its run folder $(1) to $(RESULTS)/$(2).
+keep_comparison = mkdir -p $(RESULTS)/$(2) && cp $(1)/compare.json $(1)/compare.md $(1)/accuracy_vs_tokens.png $(RESULTS)/$(2)/
 bench: setup-dev
 	$(BIN)/vtc bench scan --json $(call into,bench_scan.json)
 	$(BIN)/vtc bench prefill --threads 2 --repeats 1 --budget 1600 --json $(call into,bench_prefill.json)
@@ -55,9 +57,9 @@ bench: setup-dev
 results: bench
 	$(MAKE) compare
 	$(BIN)/vtc compare --preset long --out runs/compare_long
-	mkdir -p $(RESULTS)/compare_long && cp runs/compare_long/compare.json runs/compare_long/compare.md runs/compare_long/accuracy_vs_tokens.png $(RESULTS)/compare_long/
+	$(call keep_comparison,runs/compare_long,compare_long)
 	$(BIN)/vtc compare --preset scratch --budgets 0.25 0.125 0.03125 --out $(COMPARE_RUN)
-	mkdir -p $(RESULTS)/compare && cp $(COMPARE_RUN)/compare.json $(COMPARE_RUN)/compare.md $(COMPARE_RUN)/accuracy_vs_tokens.png $(RESULTS)/compare/
+	$(call keep_comparison,$(COMPARE_RUN),compare)
 	$(BIN)/python benchmarks/stac_target_slot.py $(COMPARE_RUN) > $(RESULTS)/compare/stac_target_slot.jsonl
 	$(BIN)/vtc demo --out runs/demo
 	mkdir -p $(RESULTS)/demo && cp runs/demo/compare.json runs/demo/compare.md runs/demo/accuracy_vs_tokens.png runs/demo/timeline.png $(RESULTS)/demo/

@@ -480,3 +480,17 @@ def test_likelihood_readout_names_the_likeliest_option_of_each_row(folders):
     assert all(isinstance(text, str) for text, _ in model.answer_choices(batch))
     with pytest.raises(ValueError, match="choice_readout must be one of"):
         vtc.build_model(model_config(folders, "blip2_t5", choice_readout="logits"))
+
+
+def test_norm_mlp_projector_reads_tokens_of_any_scale_alike():
+    from vtc.lmm.projector import Projector
+
+    torch.manual_seed(0)
+    projector = Projector(6, 8, "norm_mlp")
+    tokens = torch.randn(2, 5, 6)
+    assert projector(tokens).shape == (2, 5, 8)
+    torch.testing.assert_close(projector(tokens * 100), projector(tokens), rtol=1e-4, atol=1e-4)
+    plain = Projector(6, 8, "mlp")
+    assert not torch.allclose(plain(tokens * 100), plain(tokens), atol=1e-3)
+    with pytest.raises(ValueError, match="projector kind must be one of"):
+        Projector(6, 8, "norm")

@@ -6,11 +6,14 @@ from torch import Tensor, nn
 
 from vtc.utils.positions import sinusoidal_encoding
 
-PROJECTORS = ("linear", "mlp")
+PROJECTORS = ("linear", "mlp", "norm_mlp")
 
 
 class Projector(nn.Module):
-    """`"linear"` (BLIP-2 / STAC) or `"mlp"`: Linear -> GELU -> Linear (LLaVA-1.5 / MambaMia).
+    """`"linear"` (BLIP-2 / STAC), `"mlp"`: Linear -> GELU -> Linear (LLaVA-1.5 / MambaMia), or `"norm_mlp"`:
+    LayerNorm -> Linear -> GELU -> Linear (Qwen2-VL's patch merger normalises each token before its MLP). The norm
+    puts tokens that are not of unit scale on the language model's scale: a CLIP / SigLIP patch token leaves its
+    encoder through a final LayerNorm, the embedded world's patch tokens (shares of a cell, most of them 0) do not.
 
     With `time_embedding`, a sinusoidal encoding of each token's time in seconds, through a zero-initialised linear
     layer, is added to the projected token. A language model whose only position signal is relative (T5's bucketed
@@ -26,7 +29,8 @@ class Projector(nn.Module):
         if kind == "linear":
             self.layers = nn.Sequential(nn.Linear(in_dim, out_dim))
         else:
-            self.layers = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+            norm = [nn.LayerNorm(in_dim)] if kind == "norm_mlp" else []
+            self.layers = nn.Sequential(*norm, nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
         self.time = nn.Linear(out_dim, out_dim) if time_embedding else None
         if self.time is not None:
             nn.init.zeros_(self.time.weight)
