@@ -15,6 +15,7 @@ import vtc
 from vtc.compressors import compressor_class
 from vtc.lmm.answers import parse_window
 from vtc.lmm.model import VideoLMM
+from vtc.lmm.option_scoring import answer_choices, answer_log_likelihoods
 from vtc.lmm.saliency import salient_window
 from vtc.video import VideoClip
 
@@ -455,7 +456,7 @@ def test_answer_log_likelihoods_are_the_training_loss_summed(folders, setup):
     model = vtc.build_model(model_config(folders, setup)).eval()
     batch = choice_batch()
     candidates = [["A", "B"], ["a door", "a cat", "a dog"]]
-    scores = model.answer_log_likelihoods(batch, candidates)
+    scores = answer_log_likelihoods(model, batch, candidates)
     assert [tuple(s.shape) for s in scores] == [(2,), (3,)]
     for row, answers in enumerate(candidates):
         for index, answer in enumerate(answers):
@@ -465,19 +466,19 @@ def test_answer_log_likelihoods_are_the_training_loss_summed(folders, setup):
                 expected = -model(one) * num_tokens
             torch.testing.assert_close(scores[row][index], expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="one non-empty list of candidate answers per row"):
-        model.answer_log_likelihoods(batch, [["A"]])
+        answer_log_likelihoods(model, batch, [["A"]])
 
 
 def test_likelihood_readout_names_the_likeliest_option_of_each_row(folders):
     torch.manual_seed(0)
     model = vtc.build_model(model_config(folders, "blip2_t5", choice_readout="likelihood")).eval()
     batch = choice_batch()
-    answers = model.answer_choices(batch)
-    scores = model.answer_log_likelihoods(batch, [["A", "B"], ["a door", "a cat", "a dog"]])
+    answers = answer_choices(model, batch)
+    scores = answer_log_likelihoods(model, batch, [["A", "B"], ["a door", "a cat", "a dog"]])
     assert [pred for _, pred in answers] == [int(s.argmax()) for s in scores]
     assert answers[0][0] in ("A", "B") and answers[1][0] in batch["options"][1]
     model.config["choice_readout"] = "text"
-    assert all(isinstance(text, str) for text, _ in model.answer_choices(batch))
+    assert all(isinstance(text, str) for text, _ in answer_choices(model, batch))
     with pytest.raises(ValueError, match="choice_readout must be one of"):
         vtc.build_model(model_config(folders, "blip2_t5", choice_readout="logits"))
 

@@ -20,6 +20,7 @@ from vtc.eval.highlights import CLIP_SECONDS
 from vtc.eval.moment import evaluate_moments, ground_truth_windows, parse_predicted_windows, temporal_iou
 from vtc.eval.qa import circular_variants, evaluate_choices
 from vtc.lmm.answers import choice_fields
+from vtc.lmm.option_scoring import answer_choices
 
 if TYPE_CHECKING:
     from vtc.lmm.model import VideoLMM
@@ -93,10 +94,10 @@ def predict_choices(
     circular: bool = True,
 ) -> list[dict]:
     """Answer the multiple-choice samples `dataset[indices]`, each asked as `asked_variants` (all rotations with
-    `circular`), by the model's `choice_readout` (`VideoLMM.answer_choices`). Records: `qid`, the answer `text`,
-    `pred` (the option index it names: generated text read by `parse_choice`, a letter or an option's text, None
-    when it names none; or the likeliest option), the right index `answer`, `options`, `question` and
-    `circular_group`. Each video is read once; at most `batch_size` questions are asked at a time."""
+    `circular`), by the model's `choice_readout` (`vtc.lmm.option_scoring.answer_choices`). Records: `qid`, the
+    answer `text`, `pred` (the option index it names: generated text read by `parse_choice`, a letter or an
+    option's text, None when it names none; or the likeliest option), the right index `answer`, `options`,
+    `question` and `circular_group`. Each video is read once; at most `batch_size` questions are asked at a time."""
     was_training = model.training
     model.eval()
     records = []
@@ -108,7 +109,7 @@ def predict_choices(
         ]
         for start in range(0, len(asked), batch_size):
             samples = asked[start : start + batch_size]
-            for (text, pred), sample in zip(model.answer_choices(collate(samples)), samples, strict=True):
+            for (text, pred), sample in zip(answer_choices(model, collate(samples)), samples, strict=True):
                 records.append(
                     {
                         "qid": str(sample["qid"]),

@@ -23,8 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from vtc.compressors import CompressedTokens, Compressor, create_compressor, takes_argument
-from vtc.data.choices import parse_choice
-from vtc.lmm.answers import ParsedWindow, choice_answer, format_window
+from vtc.lmm.answers import ParsedWindow, format_window
 from vtc.lmm.batches import batch_visuals, single_video_batch
 from vtc.lmm.config import load_config
 from vtc.lmm.loading import add_time_tokens, apply_training_mode, build_vision_encoder, load_language_model
@@ -32,7 +31,7 @@ from vtc.lmm.persistence import checkpoint_config, load_checkpoint_weights, save
 from vtc.lmm.projector import Projector
 from vtc.lmm.qformer import build_qformer
 from vtc.lmm.saliency import SaliencyHead, salient_window
-from vtc.lmm.sequence import SequenceBuilder, label_log_likelihoods
+from vtc.lmm.sequence import SequenceBuilder
 
 __all__ = ["VideoLMM", "build_model", "load_config"]
 
@@ -226,43 +225,6 @@ class VideoLMM(nn.Module):
             for (times, scores), duration in zip(self.saliency_scores(batch), durations, strict=True)
         ]
         return [(format_window(start, end, template), ParsedWindow((start, end), True)) for start, end in windows]
-
-    @torch.no_grad()
-    def answer_choices(self, batch: Mapping[str, Any]) -> list[tuple[str, int | None]]:
-        """Per multiple-choice row (`batch` as for `generate_text`, with its `options` and `answer_with`), the answer
-        text and the index of the option it names (None when it names none), by the configured `choice_readout`:
-        generated and parsed (`text`, `parse_choice`), or the option whose answer (its letter or text, as the row
-        is answered) the LM finds likeliest given the video and the prompt (`likelihood`: lm-evaluation-harness's
-        multiple-choice scoring; every answer names an option)."""
-        options = batch["options"]
-        if self.config["choice_readout"] == "text":
-            texts = self.generate_text(batch)
-            return [(text, parse_choice(text, row)) for text, row in zip(texts, options, strict=True)]
-        answer_with = batch.get("answer_with") or [None] * len(options)
-        candidates = [
-            [choice_answer(row, index, how or "letter") for index in range(len(row))]
-            for row, how in zip(options, answer_with, strict=True)
-        ]
-        best = [int(scores.argmax()) for scores in self.answer_log_likelihoods(batch, candidates)]
-        return [(answers[index], index) for answers, index in zip(candidates, best, strict=True)]
-
-    @torch.no_grad()
-    def answer_log_likelihoods(self, batch: Mapping[str, Any], candidates: Sequence[Sequence[str]]) -> list[Tensor]:
-        """Per row of `batch` (as for `generate_text`), `[K_i]`: the log-probability of each of its `candidates[i]`
-        answers (its tokens and the end of sequence, summed) given the row's video and question, teacher-forced."""
-        if len(candidates) != len(batch["query"]) or not all(candidates):
-            raise ValueError(f"expected one non-empty list of candidate answers per row ({len(batch['query'])})")
-        timed = self.timed_visual_embeddings(self.visual_tokens(batch), batch.get("duration"))
-        rows = [row for row, answers in enumerate(candidates) for _ in answers]
-        tasks = batch.get("task")
-        inputs = self.sequence_builder.inputs(
-            [timed[row][0] for row in rows],
-            [batch["query"][row] for row in rows],
-            [answer for answers in candidates for answer in answers],
-            None if tasks is None else [tasks[row] for row in rows],
-        )
-        scores = label_log_likelihoods(self.llm(**inputs).logits, inputs["labels"], shifted=not self.is_seq2seq)
-        return list(scores.split([len(answers) for answers in candidates]))
 
     @torch.no_grad()
     def generate_text(self, batch: Mapping[str, Any], num_beams: int | None = None) -> list[str]:
