@@ -107,6 +107,7 @@ def question_scores(model: Any, config: TrainConfig, num_test: int) -> dict[str,
     option), test accuracy, circular accuracy and unreadable answers (`num_invalid`), every question asked in its 4
     rotations (`predict_choices`)."""
     scores: dict[str, dict[str, dict[str, float]]] = {}
+    configured = model.config["choice_readout"]
     for name in task_counts(config.data):
         if variant_task(name) == "choice":
             test = task_test_samples(config.data, name, num_test)
@@ -116,7 +117,7 @@ def question_scores(model: Any, config: TrainConfig, num_test: int) -> dict[str,
                 metrics = score_choices(records)
                 keys = ("accuracy", "circular_accuracy", "num_invalid")
                 scores.setdefault(name, {})[readout] = {key: metrics[key] for key in keys}
-    model.config["choice_readout"] = CHOICE_READOUTS[0]
+    model.config["choice_readout"] = configured
     return scores
 
 
