@@ -58,6 +58,8 @@ results: bench
 	$(MAKE) compare
 	$(BIN)/vtc compare --preset long --out runs/compare_long
 	$(call keep_comparison,runs/compare_long,compare_long)
+	$(BIN)/vtc compare --preset needle --out runs/compare_needle
+	$(call keep_comparison,runs/compare_needle,compare_needle)
 	$(BIN)/vtc compare --preset scratch --budgets 0.25 0.125 0.03125 --out $(COMPARE_RUN)
 	$(call keep_comparison,$(COMPARE_RUN),compare)
 	$(BIN)/python benchmarks/stac_target_slot.py $(COMPARE_RUN) > $(RESULTS)/compare/stac_target_slot.jsonl
