@@ -40,7 +40,8 @@ BASE_CONFIGS = (CONFIG_DIR / "model" / "world_base.yaml", CONFIG_DIR / "data" / 
 MIXTURE_CONFIGS = (BASE_CONFIGS[0], CONFIG_DIR / "data" / "synthetic_mixture.yaml")
 BASE_OVERRIDES = ["data.num_frames=8", "model.lmm.time_tokens=8", "data.num_val=50", "data.cache_in_memory=true"]
 DEFAULT_OUT = "bases/world-qformer"
-PROJECTOR_NAMES = {"linear": "linear projector", "mlp": "MLP projector", "norm_mlp": "LayerNorm + MLP projector"}
+# How a card names a projector kind (`vtc.lmm.projector.PROJECTORS`); a kind not listed is named by itself.
+PROJECTOR_NAMES = {"mlp": "MLP projector", "norm_mlp": "LayerNorm + MLP projector"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -195,7 +196,7 @@ def model_line(lmm: dict[str, Any], choice_answer: str | None, init_from: str | 
     line = " -> ".join(
         [
             *stages,
-            PROJECTOR_NAMES[lmm.get("projector", "linear")],
+            PROJECTOR_NAMES.get(projector := lmm.get("projector", "linear"), f"{projector} projector"),
             f"tiny T5 trained in full, LITA time tokens, generated answer `[[<ts>, <te>]]`{answer}",
         ]
     )
