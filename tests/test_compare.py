@@ -44,6 +44,25 @@ def test_compare_writes_tables_plot_and_blind_baseline(tmp_path):
     assert again["tables"]["1/4"].keys() == {"tome", "avgpool3d"}
 
 
+def test_a_comparison_run_in_parts_merges_their_seeds_and_refuses_another_comparison(tmp_path):
+    def settings(seeds: list[int], part: str, **changes) -> CompareSettings:
+        fixed = {"methods": ["none"], "budgets": [0.25], "overrides": tiny_run_overrides(tmp_path / "cache")}
+        chosen = {"num_test": 3, "progress": False, "measure_memory": False, **changes}
+        return CompareSettings(**fixed, **chosen, seeds=seeds, output_dir=str(tmp_path / part))
+
+    first = compare(settings([0], "first"))
+    merged = compare(settings([1], "second", merge=[str(tmp_path / "first" / "compare.json")]))
+    assert merged["settings"]["seeds"] == [0, 1]
+    assert [run["seed"] for run in merged["runs"]] == [0, 1]
+    assert merged["runs"][0]["ious"] == first["runs"][0]["ious"]
+    assert merged["tables"]["uncompressed"]["none"]["seeds"] == 2
+    with pytest.raises(ValueError, match="repeats seed"):
+        compare(settings([0], "third", merge=[str(tmp_path / "first" / "compare.json")]))
+    with pytest.raises(ValueError, match="num_test: 3 there, 4 here"):
+        compare(settings([2], "fourth", merge=[str(tmp_path / "first" / "compare.json")], num_test=4))
+    assert not (tmp_path / "fourth" / "runs").exists()  # refused before any training
+
+
 def test_best_constant_window_maximises_mean_iou():
     assert best_constant_window(np.array([[2.0, 4.0], [2.0, 4.0]]), duration=10.0) == (2.0, 4.0)
     windows = np.array([[0.0, 2.0], [1.0, 3.0], [8.0, 9.0]])

@@ -1,6 +1,6 @@
 """`vtc compare [--preset quick|base|long|needle|scratch|full] [--base DIR] [--methods ...] [--budgets ...]
-[--seeds ...] [--set KEY=VALUE ...]`: run a comparison (`vtc.world.compare.run.compare`), print its Markdown tables
-and where its outputs are."""
+[--seeds ...] [--set KEY=VALUE ...] [--merge COMPARE_JSON ...]`: run a comparison (`vtc.world.compare.run.compare`),
+print its Markdown tables and where its outputs are."""
 
 from __future__ import annotations
 
@@ -78,6 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-test", type=int, default=CompareSettings().num_test, help="held-out test videos")
     parser.add_argument("--out", default=CompareSettings().output_dir, help="run folder")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="COMPARE_JSON",
+        help="compare.json of the same comparison run with other seeds (another session or machine): its runs join "
+        "this one's tables and significance tests (refused if any setting but the seeds differs)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.set,
         num_test=args.num_test,
         output_dir=args.out,
+        merge=args.merge,
     )
     result = compare(settings)
     print(markdown(result))

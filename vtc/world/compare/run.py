@@ -57,6 +57,7 @@ class CompareSettings:
     progress: bool = True
     base: str | None = None
     measure_memory: bool = True  # each run's peak inference memory, in a fresh process (seconds of start-up each)
+    merge: list[str] = field(default_factory=list)  # compare.json files of this comparison run with other seeds
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> CompareSettings:
@@ -280,6 +281,33 @@ def tables_of(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return tables
 
 
+# Settings that may differ between the parts of one comparison run with different seeds (`merged_runs`).
+PER_PART_SETTINGS = ("seeds", "output_dir", "progress", "measure_memory", "merge")
+
+
+def merged_runs(settings: CompareSettings, test_videos: int) -> list[dict[str, Any]]:
+    """The runs recorded in `settings.merge` (the `compare.json` of the same comparison run elsewhere with other
+    seeds: another session or machine), to be aggregated with this one's. Raises `ValueError` where a file's
+    settings differ from `settings` in anything but `PER_PART_SETTINGS`, its test set differs, or a seed repeats."""
+    own = {key: value for key, value in dataclasses.asdict(settings).items() if key not in PER_PART_SETTINGS}
+    seen, runs = set(settings.seeds), []
+    for path in settings.merge:
+        earlier = json.loads(Path(path).read_text())
+        theirs = {key: value for key, value in earlier["settings"].items() if key not in PER_PART_SETTINGS}
+        different = sorted(key for key in own.keys() | theirs.keys() if own.get(key) != theirs.get(key))
+        if different:
+            details = "; ".join(f"{key}: {theirs.get(key)!r} there, {own.get(key)!r} here" for key in different)
+            raise ValueError(f"{path} is another comparison and cannot be merged ({details})")
+        if earlier["test_videos"] != test_videos:
+            raise ValueError(f"{path} was scored on {earlier['test_videos']} test videos, this one on {test_videos}")
+        repeated = seen & set(earlier["settings"]["seeds"])
+        if repeated:
+            raise ValueError(f"{path} repeats seed(s) {sorted(repeated)}; each seed may come from one part only")
+        seen |= set(earlier["settings"]["seeds"])
+        runs += earlier["runs"]
+    return runs
+
+
 def compare(settings: CompareSettings) -> dict[str, Any]:
     """Run the comparison; returns (and writes) `{"blind", "settings", "video", "test_videos", "tables": {budget:
     {method: row}}, "skipped", "runs"}`."""
@@ -292,12 +320,14 @@ def compare(settings: CompareSettings) -> dict[str, Any]:
     probe = base_config(settings, output / "probe", settings.seeds[0], {"name": "none"})
     num_frames, per_frame = probe.data.num_frames, tokens_per_frame(probe)
     test = synthetic_test_samples(probe.data, settings.num_test, cache=True)
+    earlier = merged_runs(settings, len(test))  # checked before any training
     plan, skipped = plan_runs(settings, num_frames, per_frame, provides_attention(model_config(probe)))
-    runs = run_grid(settings, plan, test, (num_frames, per_frame))
+    runs = sorted([*earlier, *run_grid(settings, plan, test, (num_frames, per_frame))], key=lambda run: run["seed"])
+    seeds = sorted({run["seed"] for run in runs})
     train_moments = SyntheticMoments(num_videos=probe.data.num_train, **probe.data.synthetic)
     result = {
         "blind": blind_baseline(train_moments, test),
-        "settings": dataclasses.asdict(settings),
+        "settings": {**dataclasses.asdict(settings), "seeds": seeds},
         "video": {"frames": num_frames, "tokens_per_frame": per_frame, "uncompressed_tokens": num_frames * per_frame},
         "test_videos": len(test),
         "tables": tables_of(runs),
