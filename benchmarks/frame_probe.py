@@ -9,12 +9,15 @@ compression, the tiny T5 writing the window as text), to separate what the token
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/frame_probe.py --tokens cnn [--steps 1500 --set num_distractors=2]
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/frame_probe.py --tokens oracle --readout generative --batch-size 8
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/frame_probe.py --tokens patch --grid 5 [--standardize]
 
 Tokens: `frozen` (the frozen tiny encoder of `configs/model/tiny.yaml`), `scene` (the frozen `SceneEncoder`,
-pre-trained on the renderer's labels and cached in `runs/cache`), `pixels` (raw patches, trainable linear embedding),
-`cnn` (a trainable 4-layer convolutional encoder on the full frames), `oracle` (the scene encoder's slots computed
-from the renderer's true labels instead of a network: what perfect perception would give; the run also scores a
-hand-written reading of these slots, `oracle_rule_logits`, as a reference).
+pre-trained on the renderer's labels and cached in `runs/cache`), `patch` (the frozen `PatchEncoder` on the same
+segmenter, a `--grid` x `--grid` grid of patch tokens per frame: the base models' input; `--standardize` puts each
+channel at unit scale), `pixels` (raw patches, trainable linear embedding), `cnn` (a trainable 4-layer
+convolutional encoder on the full frames), `oracle` (the scene encoder's slots computed from the renderer's true
+labels instead of a network: what perfect perception would give; the run also scores a hand-written reading of
+these slots, `oracle_rule_logits`, as a reference).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from vtc.eval.predict import predict_windows, score
 from vtc.lmm.model import build_model
 from vtc.lmm.tiny import save_tiny_lm
 from vtc.utils.options import parse_key_values
+from vtc.world.patch_encoder import DEFAULT_GRID, PatchEncoder
 from vtc.world.pretrain import cached_scene_encoder
 from vtc.world.raster import NUM_OBJECT_CLASSES, object_class_index
 from vtc.world.scene_encoder import SceneEncoder, class_attributes, slot_states, temporal_changes
@@ -237,7 +241,11 @@ def oracle_rule_logits(samples: list[dict]) -> Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", choices=("frozen", "scene", "pixels", "cnn", "oracle"), default="cnn")
+    parser.add_argument("--tokens", choices=("frozen", "scene", "patch", "pixels", "cnn", "oracle"), default="cnn")
+    parser.add_argument("--grid", type=int, default=DEFAULT_GRID, help="cells per side of the patch tokens")
+    parser.add_argument(
+        "--standardize", action="store_true", help="frozen encoders' tokens to unit scale per channel (train stats)"
+    )
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--readout", choices=("frame", "generative", "saliency"), default="frame")
     parser.add_argument(
@@ -271,11 +279,12 @@ def main() -> None:
         encoder_config = {key: value for key, value in model_config["lmm"]["encoder"].items() if key != "type"}
         tokens = FrozenEncoder(TinyVisionEncoder(**encoder_config))
         token_dim, per_frame = tokens.encoder.output_dim, tokens.encoder.tokens_per_frame
-    elif args.tokens == "scene":
+    elif args.tokens in ("scene", "patch"):
         path, report = cached_scene_encoder(ROOT / "runs" / "cache", settings)
         print(json.dumps({"scene_encoder": str(path), **report}), flush=True)
-        tokens = FrozenEncoder(SceneEncoder(path=str(path)))
-        token_dim, per_frame = tokens.encoder.output_dim, tokens.encoder.tokens_per_frame
+        encoder = SceneEncoder(path=str(path)) if args.tokens == "scene" else PatchEncoder(args.grid, path=str(path))
+        tokens = FrozenEncoder(encoder)
+        token_dim, per_frame = encoder.output_dim, encoder.tokens_per_frame
     elif args.tokens == "pixels":
         tokens = PixelPatches(size=32, patch=8)
         token_dim, per_frame = tokens.dim, 16
@@ -285,6 +294,14 @@ def main() -> None:
     else:
         tokens = ConvTokens()
         token_dim, per_frame = tokens.dim, 16
+    if isinstance(tokens, FrozenEncoder) and not args.fresh:  # encode every video once, not at every step
+        with torch.no_grad():
+            train, val = ([{**s, "frames": tokens.encoder.encode(s["frames"])} for s in part] for part in (train, val))
+        tokens = nn.Identity()
+        if args.standardize:  # each channel to zero mean and unit deviation over the training tokens
+            channels = torch.cat([s["frames"].flatten(0, -2) for s in train])
+            mean, deviation = channels.mean(dim=0), channels.std(dim=0).clamp_min(1e-3)
+            train, val = ([{**s, "frames": (s["frames"] - mean) / deviation} for s in part] for part in (train, val))
     if args.tokens == "oracle":
         print(json.dumps({"oracle_rule": score(predicted_records(oracle_rule_logits(val), val))}), flush=True)
     if args.readout == "frame":

@@ -14,13 +14,22 @@ from tiny_runs import TINY_SYNTHETIC, tiny_base_overrides
 
 import vtc.world  # noqa: F401  (registers the synthetic source and the patch encoder)
 from vtc.data.batch import collate
-from vtc.lmm.base_model import PARTS_NAME, base_model_config, load_base_weights, save_base_model
+from vtc.lmm.base_model import PARTS_NAME, base_model_config, load_base_model, load_base_weights, save_base_model
 from vtc.lmm.model import build_model
 from vtc.lmm.qformer import FrameQFormer, build_qformer
 from vtc.lmm.tiny import save_tiny_lm
+from vtc.train.checkpoint import load_model
 from vtc.train.config import load_train_config
 from vtc.train.trainer import Trainer
-from vtc.world.patch_encoder import PatchEncoder, cell_classes, cell_contents, grid_position_code, previous_frame_change
+from vtc.world.patch_encoder import (
+    MIN_DEVIATION,
+    PatchEncoder,
+    cell_classes,
+    cell_contents,
+    channel_statistics,
+    grid_position_code,
+    previous_frame_change,
+)
 from vtc.world.scene_encoder import SceneSegmenter
 from vtc.world.source import SyntheticSamples
 from vtc.world.synthetic import SyntheticMoments
@@ -63,6 +72,22 @@ def test_patch_encoder_gives_a_grid_of_tokens_and_refuses_missing_weights(segmen
         PatchEncoder(path=str(segmenter_weights.with_name("missing.safetensors")))
     with pytest.raises(ValueError, match=r"cannot fill a \(20, 20\) grid"):
         PatchEncoder(grid=20, width=4, path=str(segmenter_weights)).encode(frames)
+
+
+def test_standardized_patch_tokens_are_shifted_and_scaled_per_channel_and_travel_with_a_checkpoint(
+    segmenter_weights,
+):
+    raw = PatchEncoder(grid=(2, 4), width=4, path=str(segmenter_weights))
+    encoder = PatchEncoder(grid=(2, 4), width=4, path=str(segmenter_weights), standardize=True)
+    mean, deviation = channel_statistics(str(segmenter_weights), (2, 4), 4)
+    assert mean.shape == deviation.shape == (encoder.output_dim,) and (deviation >= MIN_DEVIATION).all()
+    assert deviation.max() > 2 * deviation.min()  # the raw channels are not of one scale
+    frames = torch.from_numpy(SyntheticMoments(num_videos=1, **TINY_SYNTHETIC).render(0).frames)
+    tokens = encoder.encode(frames)
+    torch.testing.assert_close(tokens, (raw.encode(frames) - mean) / deviation)
+    restored = PatchEncoder(grid=(2, 4), width=4, standardize=True)  # no weights: a checkpoint's to load
+    restored.load_state_dict(encoder.state_dict())
+    torch.testing.assert_close(restored.encode(frames), tokens)
 
 
 def test_qformer_gives_num_queries_per_frame_and_can_be_frozen():
@@ -192,9 +217,16 @@ def test_vtc_base_trains_scores_and_exports_a_base_with_its_card(tmp_path, capsy
     assert card["model"].startswith("frozen patch encoder (2 x 2 tokens per frame) -> Q-Former (4 queries per frame)")
     assert "| text |" in (tmp_path / "base" / "README.md").read_text()
     patch_base = ["base", "--run", str(tmp_path / "patch_run"), "--out", str(tmp_path / "patch"), "--num-test", "2"]
-    assert main([*patch_base, *[item for value in [*tiny, "model.lmm.qformer=null"] for item in ("--set", value)]]) == 0
+    patch_overrides = [*tiny, "model.lmm.qformer=null", "model.lmm.encoder.standardize=true"]
+    assert main([*patch_base, *[item for value in patch_overrides for item in ("--set", value)]]) == 0
     card = json.loads((tmp_path / "patch" / "base.json").read_text())["card"]
-    assert card["model"].startswith("frozen patch encoder (2 x 2 tokens per frame) -> MLP projector")  # patch tokens
+    assert card["model"].startswith(
+        "frozen patch encoder (2 x 2 tokens per frame, standardized per channel) -> MLP projector"
+    )
+    summary = json.loads((tmp_path / "patch_run" / "results.json").read_text())
+    trained = load_model(Path(summary["best_checkpoint"]) / "model")
+    exported = load_base_model(tmp_path / "patch")  # its statistics recomputed from the copied segmenter weights
+    torch.testing.assert_close(exported.encoder.channel_mean, trained.encoder.channel_mean)
     assert main([*command[:3], "--out", str(tmp_path / "again"), "--set", "optim.max_steps=3"]) == 2
     assert "holds a run with another config" in capsys.readouterr().err
 

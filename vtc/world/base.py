@@ -186,9 +186,11 @@ def model_line(lmm: dict[str, Any], choice_answer: str | None, init_from: str | 
     """The card's line on the architecture: the patch grid, the Q-Former's queries where there is one, the LM, what
     a multiple-choice answer is (`choice_answer`; None for a base of moments only) and what it started from: a base
     (`init_from`) or a pretrained language model (`lmm.llm.path`, as LLaVA starts from Vicuna)."""
-    grid = (lmm.get("encoder") or {}).get("grid", DEFAULT_GRID)
+    encoder = lmm.get("encoder") or {}
+    grid = encoder.get("grid", DEFAULT_GRID)
     rows, cols = (grid, grid) if isinstance(grid, int) else grid
-    stages = [f"frozen patch encoder ({rows} x {cols} tokens per frame)"]
+    scale = ", standardized per channel" if encoder.get("standardize") else ""
+    stages = [f"frozen patch encoder ({rows} x {cols} tokens per frame{scale})"]
     if lmm.get("qformer") is not None:
         queries = {**QFORMER_DEFAULTS, **lmm["qformer"]}["num_queries"]
         stages.append(f"Q-Former ({queries} queries per frame)")

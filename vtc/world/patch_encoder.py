@@ -11,10 +11,17 @@ it. Token `[(row, col)]` of frame t, row-major as every grid compressor expects 
 - the change of those 27 from frame t - 1 (0 for the first frame): the temporal context a video tower adds;
 - `position` (4): sin and cos of the row and column as angles around a circle, the cell's fixed grid position (a
   ViT's position embedding; points on a circle are linearly separable, so a linear probe reads the cell).
+
+These raw channels differ in scale by a factor of 20 or more (deviation 0.015 to 0.045 for a class's share in a 5 x 5
+cell, 0.4 for an offset, 0.7 for a position), so what tells one object from another is small beside where a cell
+is. With `standardize`, every channel is shifted and scaled to zero mean and unit deviation over a fixed sample of
+the default world (`channel_statistics`), as a real encoder's output features are of one scale: a language model
+reading the tokens through a projector (no Q-Former) learns from them only then (docs/experiments.md).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -30,6 +37,8 @@ from vtc.world.raster import NUM_OBJECT_CLASSES
 from vtc.world.scene_encoder import DEFAULT_WIDTH, SceneSegmenter, hard_assignment
 
 DEFAULT_GRID = 10  # MambaMia's 10 x 10 = 100 tokens per frame
+STATISTICS_VIDEOS = 32  # default-world videos (8 frames each) whose tokens fix the channel statistics
+MIN_DEVIATION = 1e-3  # a channel that hardly varies (a class's offset in a rare cell) is not blown up
 CONTENT = NUM_OBJECT_CLASSES + 2  # class shares + object offset
 POSITION = 4
 
@@ -90,6 +99,8 @@ class PatchEncoder(VisionEncoder):
         path: the segmenter's weights (`vtc.world.pretrain.cached_scene_encoder` trains and caches them; the
             `synthetic` data source fills it in when a config leaves it out). None builds random weights for a
             checkpoint to load into (a model checkpoint stores this encoder's weights).
+        standardize: each channel to zero mean and unit deviation (`channel_statistics` of these weights and grid,
+            computed on construction when `path` is given; a checkpoint stores them).
     """
 
     stores_weights_in_checkpoint = True
@@ -99,6 +110,7 @@ class PatchEncoder(VisionEncoder):
         grid: int | tuple[int, int] | list[int] = DEFAULT_GRID,
         width: int = DEFAULT_WIDTH,
         path: str | None = None,
+        standardize: bool = False,
     ) -> None:
         super().__init__()
         rows, cols = (grid, grid) if isinstance(grid, int) else tuple(grid)
@@ -112,6 +124,15 @@ class PatchEncoder(VisionEncoder):
         self.register_buffer("position", grid_position_code(self.grid), persistent=False)
         self.tokens_per_frame = self.grid[0] * self.grid[1]
         self.output_dim = 2 * CONTENT + POSITION
+        self.standardize = standardize
+        if standardize:
+            mean, deviation = (
+                channel_statistics(str(path), self.grid, width)
+                if path is not None
+                else (torch.zeros(self.output_dim), torch.ones(self.output_dim))
+            )
+            self.register_buffer("channel_mean", mean.clone())
+            self.register_buffer("channel_deviation", deviation.clone())
 
     def encode(self, frames: Tensor) -> Tensor:
         """uint8 `[T, H, W, 3]` -> `[T, rows * cols, 58]`: shares and offset, their change, the grid position."""
@@ -124,4 +145,26 @@ class PatchEncoder(VisionEncoder):
         assignment[:, 0] += 1 - assignment.sum(dim=1)  # pixels of a dropped (too small) class are background
         contents = cell_contents(assignment, self.grid)
         position = self.position.expand(len(frames), -1, -1)
-        return torch.cat([contents, previous_frame_change(contents), position], dim=-1)
+        tokens = torch.cat([contents, previous_frame_change(contents), position], dim=-1)
+        return (tokens - self.channel_mean) / self.channel_deviation if self.standardize else tokens
+
+
+@functools.lru_cache(maxsize=8)
+def channel_statistics(path: str, grid: tuple[int, int], width: int = DEFAULT_WIDTH) -> tuple[Tensor, Tensor]:
+    """Each channel's mean and deviation `([58], [58])` over the raw tokens of `PatchEncoder(grid, width, path)` on
+    the first `STATISTICS_VIDEOS` videos of the default synthetic world, 8 evenly spaced frames each (deterministic;
+    computed once per process). The deviation is at least `MIN_DEVIATION`."""
+    from vtc.world.source import uniform_frame_indices
+    from vtc.world.synthetic import SyntheticMoments
+
+    encoder = PatchEncoder(grid, width, path)
+    moments = SyntheticMoments(num_videos=STATISTICS_VIDEOS)
+    indices = uniform_frame_indices(moments.num_frames, 8)
+    with torch.no_grad():
+        tokens = torch.cat(
+            [
+                encoder.encode(torch.from_numpy(moments.render(index, indices).frames)).flatten(0, 1)
+                for index in range(len(moments))
+            ]
+        )
+    return tokens.mean(dim=0), tokens.std(dim=0).clamp_min(MIN_DEVIATION)
