@@ -294,6 +294,8 @@ def main() -> None:
     else:
         tokens = ConvTokens()
         token_dim, per_frame = tokens.dim, 16
+    if args.standardize and (args.fresh or not isinstance(tokens, FrozenEncoder)):
+        parser.error("--standardize needs tokens of a frozen encoder (frozen, scene, patch) without --fresh")
     if isinstance(tokens, FrozenEncoder) and not args.fresh:  # encode every video once, not at every step
         with torch.no_grad():
             train, val = ([{**s, "frames": tokens.encoder.encode(s["frames"])} for s in part] for part in (train, val))

@@ -15,8 +15,9 @@ it. Token `[(row, col)]` of frame t, row-major as every grid compressor expects 
 These raw channels differ in scale by a factor of 20 or more (deviation 0.015 to 0.045 for a class's share in a 5 x 5
 cell, 0.4 for an offset, 0.7 for a position), so what tells one object from another is small beside where a cell
 is. With `standardize`, every channel is shifted and scaled to zero mean and unit deviation over a fixed sample of
-the default world (`channel_statistics`), as a real encoder's output features are of one scale: a language model
-reading the tokens through a projector (no Q-Former) learns from them only then (docs/experiments.md).
+the default world (`channel_statistics`), as a real encoder's output features are of one scale. A language model
+reading the raw tokens through a projector (no Q-Former) did not learn the benchmark; on standardized ones it does
+(docs/experiments.md, "A base of patch tokens").
 """
 
 from __future__ import annotations
