@@ -39,7 +39,7 @@ from vtc.eval.predict import predict_windows, score
 from vtc.lmm.model import build_model
 from vtc.lmm.tiny import save_tiny_lm
 from vtc.utils.options import parse_key_values
-from vtc.world.patch_encoder import DEFAULT_GRID, PatchEncoder
+from vtc.world.patch_encoder import DEFAULT_GRID, MIN_DEVIATION, PatchEncoder
 from vtc.world.pretrain import cached_scene_encoder
 from vtc.world.raster import NUM_OBJECT_CLASSES, object_class_index
 from vtc.world.scene_encoder import SceneEncoder, class_attributes, slot_states, temporal_changes
@@ -48,6 +48,7 @@ from vtc.world.synthetic import SyntheticMoments
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_FRAMES = 16
+FROZEN_TOKENS = ("frozen", "scene", "patch")  # tokens of a frozen encoder: encoded once, can be standardized
 
 
 class OracleSamples(SyntheticSamples):
@@ -259,6 +260,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="SyntheticMoments argument")
     args = parser.parse_args()
+    if args.standardize and (args.fresh or args.tokens not in FROZEN_TOKENS):
+        parser.error(f"--standardize needs tokens of a frozen encoder ({', '.join(FROZEN_TOKENS)}) without --fresh")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data_config = yaml.safe_load((ROOT / "configs" / "data" / "synthetic.yaml").read_text())["data"]
@@ -294,15 +297,13 @@ def main() -> None:
     else:
         tokens = ConvTokens()
         token_dim, per_frame = tokens.dim, 16
-    if args.standardize and (args.fresh or not isinstance(tokens, FrozenEncoder)):
-        parser.error("--standardize needs tokens of a frozen encoder (frozen, scene, patch) without --fresh")
     if isinstance(tokens, FrozenEncoder) and not args.fresh:  # encode every video once, not at every step
         with torch.no_grad():
             train, val = ([{**s, "frames": tokens.encoder.encode(s["frames"])} for s in part] for part in (train, val))
         tokens = nn.Identity()
         if args.standardize:  # each channel to zero mean and unit deviation over the training tokens
             channels = torch.cat([s["frames"].flatten(0, -2) for s in train])
-            mean, deviation = channels.mean(dim=0), channels.std(dim=0).clamp_min(1e-3)
+            mean, deviation = channels.mean(dim=0), channels.std(dim=0).clamp_min(MIN_DEVIATION)
             train, val = ([{**s, "frames": (s["frames"] - mean) / deviation} for s in part] for part in (train, val))
     if args.tokens == "oracle":
         print(json.dumps({"oracle_rule": score(predicted_records(oracle_rule_logits(val), val))}), flush=True)
