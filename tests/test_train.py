@@ -22,7 +22,7 @@ from tiny_runs import SUBPROCESS_ENV, TINY_TRAINING
 import vtc.world  # noqa: F401  (registers the synthetic data source and the scene encoder that the runs use)
 from vtc.lmm.model import VideoLMM
 from vtc.train.config import load_train_config, parse_override, save_train_config
-from vtc.train.trainer import Trainer, warmup_cosine
+from vtc.train.trainer import Trainer, restarted_warmup_cosine, warmup_cosine
 
 
 def write_config(directory: Path, **sections: dict) -> Path:
@@ -58,6 +58,18 @@ def test_warmup_then_cosine() -> None:
     assert warmup_cosine(100, 100, 10) == pytest.approx(0.0)
     values = [warmup_cosine(step, 100, 10) for step in range(10, 101)]
     assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def test_warm_restarts_repeat_the_schedule_per_cycle() -> None:
+    assert [restarted_warmup_cosine(step, 100, 0.1) for step in range(101)] == [
+        warmup_cosine(step, 100, 10) for step in range(101)
+    ]
+    three = [restarted_warmup_cosine(step, 300, 0.1, cycles=3) for step in range(300)]
+    assert three[:100] == three[100:200] == three[200:] == [warmup_cosine(step, 100, 10) for step in range(100)]
+    assert restarted_warmup_cosine(300, 300, 0.1, cycles=3) == pytest.approx(0.0)
+    uneven = [restarted_warmup_cosine(step, 10, 0.1, cycles=3) for step in range(11)]
+    assert uneven[0] == uneven[4] == uneven[8] == 1.0  # cycles of 4, 4 and a last of 2, each warming up one step
+    assert uneven[10] == pytest.approx(0.0) and uneven[3] < uneven[2] < 1.0
 
 
 def test_config_yaml_overrides_round_trip(tmp_path: Path) -> None:

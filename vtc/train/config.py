@@ -122,7 +122,8 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     """AdamW with linear warm-up over `warmup_ratio` of the steps, then cosine decay to 0 (STAC: lr 1e-5,
-    weight decay 0.01)."""
+    weight decay 0.01); with `cycles` > 1 that schedule runs `cycles` times over equal parts of `max_steps`, each
+    with its own warm-up (warm restarts, SGDR: Loshchilov & Hutter 2017), the optimizer's moments kept."""
 
     lr: float = 1e-5
     weight_decay: float = 0.01
@@ -131,6 +132,7 @@ class OptimConfig:
     max_grad_norm: float = 1.0
     batch_size: int = 8
     max_steps: int = 1000
+    cycles: int = 1
 
 
 @dataclass
@@ -236,6 +238,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optim.max_grad_norm": (lambda value: value > 0, "> 0"),
     "optim.batch_size": (is_count, "an integer >= 1"),
     "optim.max_steps": (is_count, "an integer >= 1"),
+    "optim.cycles": (is_count, "an integer >= 1"),
     "run.eval_every": (is_count, "an integer >= 1"),
     "run.save_every": (is_count, "null or an integer >= 1"),
     "run.patience": (is_count, "null or an integer >= 1"),

@@ -3,7 +3,8 @@
 (`data.task`) with `accelerate` (one process or many, unchanged).
 
 AdamW (STAC: lr 1e-5, weight decay 0.01; as Hugging Face's Trainer, no decay on biases and norm weights), linear
-warm-up over the first `warmup_ratio` of the steps then cosine decay to 0, gradient clipping, generation-based
+warm-up over the first `warmup_ratio` of the steps then cosine decay to 0 (repeated `cycles` times: warm restarts),
+gradient clipping, generation-based
 validation (`vtc.eval.predict`) every `eval_every` steps with early stopping on validation mIoU (accuracy for
 multiple choice, the mean task score for a mixture),
 metrics to `metrics.jsonl`, resumable checkpoints (`vtc.train.checkpoint`) that reproduce an uninterrupted run
@@ -45,6 +46,15 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def restarted_warmup_cosine(step: int, total_steps: int, warmup_ratio: float, cycles: int = 1) -> float:
+    """LR multiplier at `step` of `total_steps` cut into `cycles` equal parts (the last may be shorter), each a
+    `warmup_cosine` warming up over `warmup_ratio` of its steps (at least one)."""
+    cycle_steps = math.ceil(total_steps / cycles)
+    start = min(step // cycle_steps, cycles - 1) * cycle_steps
+    length = min(cycle_steps, total_steps - start)
+    return warmup_cosine(step - start, length, max(math.ceil(warmup_ratio * length), 1))
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -168,9 +178,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             parameter_groups(self.model, optim.weight_decay), lr=optim.lr, betas=tuple(optim.betas)
         )
-        warmup = max(math.ceil(optim.warmup_ratio * optim.max_steps), 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, optim.max_steps, warmup)
+            optimizer, lambda step: restarted_warmup_cosine(step, optim.max_steps, optim.warmup_ratio, optim.cycles)
         )
         self.wrapped, self.optimizer = accelerator.prepare(self.model, optimizer)
         self.order = BatchOrder(
