@@ -56,6 +56,8 @@ bench: setup-dev
 
 results: bench
 	$(MAKE) compare
+	$(BIN)/vtc compare --preset patch --out runs/compare_patch
+	$(call keep_comparison,runs/compare_patch,compare_patch)
 	$(BIN)/vtc compare --preset long --out runs/compare_long
 	$(call keep_comparison,runs/compare_long,compare_long)
 	$(BIN)/vtc compare --preset needle --out runs/compare_needle

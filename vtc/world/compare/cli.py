@@ -1,4 +1,4 @@
-"""`vtc compare [--preset quick|base|long|needle|scratch|full] [--base DIR] [--methods ...] [--budgets ...]
+"""`vtc compare [--preset quick|patch|base|long|needle|scratch|full] [--base DIR] [--methods ...] [--budgets ...]
 [--seeds ...] [--set KEY=VALUE ...] [--merge COMPARE_JSON ...]`: run a comparison (`vtc.world.compare.run.compare`),
 print its Markdown tables and where its outputs are."""
 
@@ -45,12 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(PRESETS),
         default="quick",
         help="quick (default): 9 methods adapted from the shipped base for 45 steps at 1/4 and 1/8, 3 seeds, the "
-        "training-free ones also untrained (within 30 minutes); base: the same adapted for 150 steps, and the field's "
-        "training-free video methods untrained; long: the quick rows on 120 s videos of 64 frames with 2-4 s events at "
-        "1/8 and 1/16, the window read from the saliency head; needle: the quick rows asked for a 2 s flash in "
-        "30 s videos of 32 frames, at 1/8 and 1/16, read from the saliency head; scratch: 5 methods trained from "
-        "nothing at 1/4, 3 seeds, 800 steps; "
-        "full: every method at 1/2, 1/8, 1/32 from scratch with the full recipe (hours). "
+        "training-free ones also untrained (within 30 minutes); patch: the quick rows on the patch-token base (5 "
+        "x 5 patches per frame, no Q-Former), where TAA and avgpool2d have a grid; base: the same adapted for 150"
+        " steps, and the field's training-free video methods untrained; long: the quick rows on 120 s videos of "
+        "64 frames with 2-4 s events at 1/8 and 1/16, the window read from the saliency head; needle: the quick "
+        "rows asked for a 2 s flash in 30 s videos of 32 frames, at 1/8 and 1/16, read from the saliency head; "
+        "scratch: 5 methods trained from nothing at 1/4, 3 seeds, 800 steps; full: every method at 1/2, 1/8, 1/32"
+        " from scratch with the full recipe (hours). "
         "--methods / --budgets / --seeds replace the preset's",
     )
     parser.add_argument(

@@ -13,6 +13,9 @@ DEFAULT_CONFIGS = (CONFIG_DIR / "model" / "tiny.yaml", CONFIG_DIR / "data" / "sy
 # Adapting from a base (compressor, projector and LoRA trained; `model.init_from` set by the preset's base).
 ADAPT_CONFIGS = [str(CONFIG_DIR / "model" / "world_adapt.yaml"), str(CONFIG_DIR / "data" / "synthetic.yaml")]
 SHIPPED_BASE = CONFIG_DIR.parent / "bases" / "world-qformer"  # the embedded benchmark's base video LLM (issue #15)
+# The second base (issue #15: "patch tokens as LLaVA-style models give MambaMia"): 5 x 5 patch tokens per frame, no
+# Q-Former, so that the methods that pool or scan a frame's grid (TAA, avgpool2d, MambaMia) see one.
+PATCH_BASE = CONFIG_DIR.parent / "bases" / "world-patch"
 ISSUE_METHODS = ["none", "stac", "mambamia", "taa", "tome", "tokenlearner", "avgpool2d", "random", "uniform"]
 # The adaptation of every row of a quick comparison: a few dozen steps on a few hundred videos, one validation at the
 # end (the adapted model is the last step's), as `vtc demo`'s.
@@ -37,6 +40,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # at 1/4 and 1/8, three seeds, each adapted briefly (compressor, projector, LoRA) and the training-free ones also
     # evaluated on the base untouched. Sized to finish within 30 minutes on a 2-core CPU, fresh machine included.
     "quick": adapted_on_the_base([1 / 4, 1 / 8], ["data.num_frames=8", *SHORT_ADAPTATION]),
+    # The quick rows on the patch base: every method gets a 5 x 5 grid per frame (200 tokens for 8 frames), so TAA
+    # and avgpool2d, which the Q-Former's 32 queries per frame cannot feed, have rows.
+    "patch": adapted_on_the_base([1 / 4, 1 / 8], ["data.num_frames=8", *SHORT_ADAPTATION], base=str(PATCH_BASE)),
     # The same rows adapted longer, and the field's training-free video methods evaluated on the base untouched only,
     # as they are deployed.
     "base": adapted_on_the_base(
