@@ -138,6 +138,14 @@ def test_the_report_says_what_the_intervals_say():
     assert "At the level of the blind answer: tome, random." in said
 
 
+def test_the_report_names_the_base_its_rows_adapted_from():
+    result = result_of(hand_built_runs(), 1.0)
+    assert "every model trained from nothing (no base)" in markdown(result)
+    result["settings"]["base"] = "/somewhere/project/bases/world-patch"
+    header = markdown(result).splitlines()[0]
+    assert "adapted from the base `world-patch`" in header and "/somewhere" not in header
+
+
 def test_a_clear_winner_is_named_and_one_seed_reads_n_a():
     runs = [run for run in hand_built_runs() if run["method"] != "avgpool2d" and run["seed"] == 0]
     result = result_of(runs, 1.0)

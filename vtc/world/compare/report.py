@@ -151,12 +151,20 @@ def intervals_section(result: dict[str, Any], blind: dict[str, dict[str, Any]]) 
     return lines
 
 
+def base_text(base: str | None) -> str:
+    """Which base the rows adapted from (by its folder's name, wherever the repository lies), or none."""
+    if base is None:
+        return "every model trained from nothing (no base)"
+    return f"every method adapted from the base `{Path(base).name}` (`bases/{Path(base).name}` when shipped)"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """One Markdown table per budget (the uncompressed model heads each), then what the intervals say."""
     blind = versus_blind(result["runs"], result["blind"]["mIoU"])
     lines = [
         f"Synthetic benchmark, {result['test_videos']} test videos, {result['video']['frames']} frames x "
-        f"{result['video']['tokens_per_frame']} tokens ({result['video']['uncompressed_tokens']} uncompressed); "
+        f"{result['video']['tokens_per_frame']} tokens ({result['video']['uncompressed_tokens']} uncompressed), "
+        f"{base_text(result['settings'].get('base'))}; "
         f"mean ± 95% interval half-width over {len(result['settings']['seeds'])} seed(s); retention: % of the "
         "uncompressed mIoU [95% interval].",
     ]
