@@ -12,7 +12,7 @@ from tiny_runs import save_tiny_base, tiny_run_overrides
 from vtc.compressors import list_compressors
 from vtc.world.compare.blind import best_constant_window
 from vtc.world.compare.presets import PRESETS
-from vtc.world.compare.run import CompareSettings, base_config, budget_name, compare
+from vtc.world.compare.run import CompareSettings, base_config, budget_name, compare, plan_runs
 from vtc.world.source import synthetic_test_samples
 
 
@@ -151,3 +151,14 @@ def test_method_groups_expand_to_their_families():
     assert {"stac", "mambamia", "taa", "storm", "tstar"} <= set(ssm)
     assert set(expand_methods(["baselines"])) == set(list_compressors()) - set(ssm)
     assert expand_methods(["random", "none", "ssm", "stac"]) == ["none", "random", *ssm]  # none first, no repeats
+
+
+def test_a_method_named_trained_and_untrained_is_planned_once_each_way():
+    settings = CompareSettings(methods=["none", "random"], untrained=["random"], budgets=[0.5], base="a-base")
+    plan, skipped = plan_runs(settings, 8, 25, attention=False)
+    rows = [(budget, method) for budget, method, _ in plan]
+    assert rows == [
+        ("uncompressed", "none"), ("uncompressed", "none (no training)"),
+        ("1/2", "random"), ("1/2", "random (no training)"),
+    ]  # fmt: skip
+    assert skipped == {}

@@ -216,7 +216,7 @@ def plan_runs(
     skipped: dict[str, dict[str, str]] = {}
     for fraction in settings.budgets:
         budget = max(int(uncompressed * fraction), 1)
-        for method in [*settings.methods, *untrained_only]:
+        for method in dict.fromkeys([*settings.methods, *untrained_only]):  # once, if named in both
             if method == "none":
                 continue
             try:
